@@ -1,0 +1,140 @@
+"""The shape of a jssl config, and its validation before anything is compiled.
+
+Experiment configs (`experiments/configs/*.py`) start from `base_config()` and set fields.
+`validate_config` checks a finished config and raises `ConfigError` with a message naming the
+field and what would be right.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+
+class ConfigError(ValueError):
+  """A config field has a value jssl cannot run with."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field a run reads, with defaults. Method configs add `config.<method>`."""
+  c = ml_collections.ConfigDict()
+  c.method = ''
+  c.seed = 0
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = 'digits'
+  c.dataset.data_dir = config_dict.placeholder(str)  # IDX dir (fashion_mnist) or TFDS data_dir
+  c.dataset.image_size = 32  # side of the views the model sees
+  c.dataset.stored_size = config_dict.placeholder(int)  # TFDS: host resize of varying sizes
+
+  c.model = ml_collections.ConfigDict()
+  c.model.encoder = 'small_cnn'
+  c.model.stem = 'cifar'
+  c.model.width_multiplier = 1
+  c.model.dtype = 'float32'  # or 'bfloat16' compute (params stay float32)
+  c.model.projection_hidden_dim = 2048
+  c.model.projection_dim = 128
+  c.model.projection_layers = 2  # Dense layers in the projection head (SimCLR v1: 2, v2: 3)
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.preset = 'simclr'
+  # Optional overrides applied to every view of the preset (None keeps the preset's value).
+  for name in ('flip_prob', 'jitter_prob', 'brightness', 'contrast', 'saturation', 'hue',
+               'grayscale_prob', 'blur_prob', 'solarize_prob'):
+    c.augment[name] = config_dict.placeholder(float)
+  c.augment.crop_scale = config_dict.placeholder(tuple)
+  c.augment.crop_ratio = config_dict.placeholder(tuple)
+
+  c.batch_size = 256  # global batch over all devices and hosts
+  c.num_epochs = 100
+  c.num_steps = -1  # > 0 overrides num_epochs
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'lars'
+  c.optimizer.base_learning_rate = 0.3  # peak rate = base * batch_size / 256
+  c.optimizer.weight_decay = 1e-6
+  c.optimizer.momentum = 0.9
+  c.optimizer.trust_coefficient = 0.001
+  c.optimizer.warmup_steps = 0
+  c.optimizer.grad_clip_norm = 0.0  # 0 disables
+
+  c.online_probe = ml_collections.ConfigDict()
+  c.online_probe.learning_rate = 1e-3
+
+  c.log_every = 1
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every = 0  # steps between evaluations; 0 = only at the end
+  c.eval.at_start = True  # evaluate the randomly initialised encoder first (step 0)
+  c.eval.batch_size = 512
+  c.eval.knn_k = 200
+  c.eval.knn_temperature = 0.07
+  c.eval.linear_steps = 200
+  c.eval.linear_l2_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+  return c
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
+                    process_count: int = 1) -> None:
+  """Raises ConfigError for the first problem found; silent when the config can run."""
+  # Imported here: the lookup tables live with the code they describe.
+  from jssl import augment, data, methods, models  # pylint: disable=g-import-not-at-top
+  from jssl.train import optim  # pylint: disable=g-import-not-at-top
+
+  _require(config.method in methods.METHODS,
+           f'config.method={config.method!r} is not a known method; choose one of '
+           f'{sorted(methods.METHODS)} (--config.method=NAME).')
+  _require(config.get(config.method) is not None,
+           f'config.{config.method} is missing: the method {config.method!r} reads its '
+           f'hyperparameters from config.{config.method}; start from '
+           f'experiments/configs/{config.method}.py.')
+  _require(data.is_known_dataset(config.dataset.name),
+           f'config.dataset.name={config.dataset.name!r} is not a known dataset; choose one of '
+           f'{sorted(data.KNOWN_DATASETS)} or any TFDS image dataset as "tfds:NAME".')
+  _require(config.dataset.image_size >= 4,
+           f'config.dataset.image_size={config.dataset.image_size} is too small; use >= 4.')
+  _require(config.model.encoder in models.ENCODERS,
+           f'config.model.encoder={config.model.encoder!r} is unknown; choose one of '
+           f'{sorted(models.ENCODERS)}.')
+  _require(config.model.stem in models.STEMS,
+           f'config.model.stem={config.model.stem!r} is unknown; choose one of {models.STEMS}.')
+  _require(config.model.dtype in models.DTYPES,
+           f'config.model.dtype={config.model.dtype!r} is unknown; choose one of '
+           f'{sorted(models.DTYPES)}.')
+  _require(config.model.projection_layers >= 1,
+           f'config.model.projection_layers={config.model.projection_layers} must be >= 1.')
+  _require(config.augment.preset in augment.PRESETS,
+           f'config.augment.preset={config.augment.preset!r} is unknown; choose one of '
+           f'{sorted(augment.PRESETS)}.')
+  _require(config.optimizer.name in optim.OPTIMIZERS,
+           f'config.optimizer.name={config.optimizer.name!r} is unknown; choose one of '
+           f'{optim.OPTIMIZERS}.')
+  _require(config.batch_size > 0, f'config.batch_size={config.batch_size} must be positive.')
+  _require(config.batch_size % device_count == 0,
+           f'config.batch_size={config.batch_size} is not divisible by the number of devices '
+           f'({device_count}): each device must get the same share of the global batch. Use a '
+           f'multiple of {device_count}, e.g. --config.batch_size='
+           f'{max(device_count, config.batch_size // device_count * device_count)}.')
+  _require(config.batch_size % process_count == 0,
+           f'config.batch_size={config.batch_size} is not divisible by the number of processes '
+           f'({process_count}).')
+  _require(config.eval.batch_size > 0 and config.eval.batch_size % device_count == 0,
+           f'config.eval.batch_size={config.eval.batch_size} must be a positive multiple of the '
+           f'number of devices ({device_count}).')
+  _require(config.num_steps > 0 or config.num_epochs > 0,
+           'the run has no steps: set --config.num_epochs=N or --config.num_steps=N (> 0).')
+  for field in ('log_every', 'checkpoint_every', 'keep_checkpoints'):
+    _require(config[field] > 0, f'config.{field}={config[field]} must be positive.')
+  _require(config.eval.every >= 0,
+           f'config.eval.every={config.eval.every} must be >= 0 (0 evaluates only at the end).')
+  _require(config.eval.knn_k > 0, f'config.eval.knn_k={config.eval.knn_k} must be positive.')
+  _require(config.optimizer.base_learning_rate > 0,
+           f'config.optimizer.base_learning_rate={config.optimizer.base_learning_rate} must be '
+           'positive.')

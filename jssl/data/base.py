@@ -1,0 +1,77 @@
+"""What every dataset in jssl looks like to the rest of the library.
+
+A *source* is a random-access collection of labelled images: ``len(source)`` examples and
+``source.get_batch(indices)`` returning host NumPy arrays. The deterministic iterator
+(`jssl.data.iterator`) only ever asks a source for indices, so in-memory arrays (digits,
+Fashion-MNIST) and TFDS ArrayRecord files (cifar10, imagenet2012, ...) behave identically,
+and resuming a run only needs the iterator's position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+
+
+class MissingDatasetError(FileNotFoundError):
+  """A dataset could not be found; the message says which, where we looked and how to get it."""
+
+
+class Source(Protocol):
+  """Random access to labelled images."""
+
+  image_shape: tuple[int, int, int]  # (H, W, C) of every image get_batch returns.
+
+  def __len__(self) -> int:
+    ...
+
+  def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Returns {'image': uint8 [B, H, W, C], 'label': int32 [B]} for integer `indices` [B]."""
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+  """A source held in host memory."""
+
+  images: np.ndarray  # uint8 [N, H, W, C]
+  labels: np.ndarray  # int32 [N]
+
+  def __post_init__(self):
+    if self.images.ndim != 4 or self.images.dtype != np.uint8:
+      raise ValueError(
+          f'images must be uint8 [N, H, W, C], got {self.images.dtype} {self.images.shape}')
+    if self.labels.shape != self.images.shape[:1]:
+      raise ValueError(
+          f'labels must have shape [{self.images.shape[0]}], got {self.labels.shape}')
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.images.shape[1:])
+
+  def __len__(self) -> int:
+    return self.images.shape[0]
+
+  def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return {'image': self.images[indices], 'label': self.labels[indices].astype(np.int32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train / validation / test sources of one dataset.
+
+  `train` is what pre-training and the probes fit on, `validation` is where probe
+  hyperparameters are chosen, `test` is where results are reported.
+  """
+
+  name: str
+  train: Source
+  validation: Source
+  test: Source
+  num_classes: int
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return self.train.image_shape

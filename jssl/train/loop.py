@@ -1,0 +1,202 @@
+"""The shared train loop: `train_and_evaluate(config, workdir)`.
+
+Nothing here is method-specific: a method (`jssl.methods`) supplies its init, loss and encode
+functions; this module owns the data, the mesh, the jitted step, checkpoints, logging and
+evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jssl import data
+from jssl import methods
+from jssl.config import validate_config
+from jssl.eval import evaluate as evaluation
+from jssl.train import optim
+from jssl.train.checkpoint import Checkpointer
+from jssl.train.metrics import MetricsWriter
+from jssl.train.metrics import plot_metrics
+from jssl.train.state import TrainState
+from jssl.train.step import init_probe
+from jssl.train.step import make_train_step
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a non-finite loss or gradient."""
+
+
+def make_mesh() -> Mesh:
+  """A 1-D ('data',) mesh over every device of every process."""
+  return Mesh(np.asarray(jax.devices()), ('data',))
+
+
+def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  return int(config.num_steps) if config.num_steps > 0 else int(config.num_epochs * steps_per_epoch)
+
+
+def create_state(config, method, optimizer, probe_optimizer, num_classes, image_shape, mesh):
+  """Initialises the TrainState, replicated over the mesh, inside one jit."""
+  replicated = NamedSharding(mesh, P())
+
+  def init():
+    root = jax.random.key(config.seed)
+    dummy = jnp.zeros((2, config.dataset.image_size, config.dataset.image_size, image_shape[-1]),
+                      jnp.float32)
+    params, batch_stats, extra = method.init(jax.random.fold_in(root, -1 % 2**31), dummy)
+    probe_params = init_probe(method.features_dim, num_classes)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(root), params=params,
+        batch_stats=batch_stats, opt_state=optimizer.init(params), extra=extra,
+        probe_params=probe_params, probe_opt_state=probe_optimizer.init(probe_params),
+        nonfinite_step=jnp.full((), -1, jnp.int32))
+
+  abstract = jax.eval_shape(init)
+  state = jax.jit(init, out_shardings=jax.tree_util.tree_map(lambda _: replicated, abstract))()
+  return state
+
+
+class Run:
+  """Builds everything a run needs from a validated config (usable from notebooks too)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())
+    self.config = config
+    self.workdir = workdir
+    self.dataset = data.load_dataset(config.dataset.name, data_dir=config.dataset.data_dir,
+                                     image_size=config.dataset.stored_size)
+    self.mesh = make_mesh()
+    self.method = methods.METHODS[config.method](config)
+    self.iterator = data.BatchIterator(
+        self.dataset.train, global_batch_size=config.batch_size, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    self.num_steps = total_steps(config, self.iterator.steps_per_epoch)
+    self.optimizer, self.schedule = optim.create_optimizer(config, self.num_steps)
+    self.probe_optimizer = optax.adam(config.online_probe.learning_rate)
+    self.state = create_state(config, self.method, self.optimizer, self.probe_optimizer,
+                              self.dataset.num_classes, self.dataset.image_shape, self.mesh)
+    self.state_sharding = jax.tree_util.tree_map(lambda x: x.sharding, self.state)
+    self.batch_sharding = NamedSharding(self.mesh, P('data'))
+    self.train_step = jax.jit(
+        make_train_step(self.method, self.optimizer, self.probe_optimizer, self.schedule),
+        in_shardings=(self.state_sharding, self.batch_sharding),
+        out_shardings=(self.state_sharding, NamedSharding(self.mesh, P())),
+        donate_argnums=0)
+    self.feature_fn = evaluation.make_feature_fn(self.method.encode, self.mesh,
+                                                 config.dataset.image_size)
+
+  def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    return {key: jax.make_array_from_process_local_data(self.batch_sharding, batch[key])
+            for key in ('image', 'label')}
+
+  def evaluate(self) -> dict[str, float]:
+    return evaluation.evaluate(self.feature_fn, self.state, self.dataset, self.config.eval,
+                               self.mesh)
+
+
+def _check_finite(state: TrainState, checkpointer: Checkpointer) -> None:
+  bad = int(state.nonfinite_step)
+  if bad >= 0:
+    steps = checkpointer.all_steps()
+    kept = (f'the last good checkpoint is step {steps[-1]} in {checkpointer.directory}'
+            if steps else 'no checkpoint had been written yet')
+    raise NonFiniteLossError(
+        f'the loss or its gradients became non-finite (NaN/inf) at step {bad}; training '
+        f'stopped and {kept}. Lower --config.optimizer.base_learning_rate, add '
+        '--config.optimizer.grad_clip_norm=1.0, or check the data.')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       *, progress: bool = True) -> dict[str, float]:
+  """Trains (resuming from `workdir` if it holds checkpoints), evaluates, returns final metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  run = Run(config, workdir)
+  is_main = jax.process_index() == 0
+  checkpointer = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  abstract = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), run.state)
+  restored = checkpointer.restore_latest(abstract)
+  start_step = 0
+  if restored is not None:
+    run.state, data_state, start_step = restored
+    run.iterator.set_state(data_state)
+    log.info('resumed from step %d in %s', start_step, checkpointer.directory)
+  writer = MetricsWriter(workdir, resume_step=start_step, enabled=is_main)
+
+  if start_step == 0 and config.eval.at_start:
+    results = run.evaluate()
+    writer.write({'step': 0, 'random_init': True, **results})
+    log.info('random-init encoder: %s', _fmt(results))
+  elif 0 < start_step < run.num_steps and config.eval.every and start_step % config.eval.every == 0:
+    # The run may have died between saving this checkpoint and writing its evaluation.
+    writer.write({'step': start_step, **run.evaluate()})
+
+  bar = None
+  if progress and is_main:
+    import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm.tqdm(total=run.num_steps, initial=start_step, desc=config.method,
+                    dynamic_ncols=True)
+  pending: list[tuple[int, dict[str, Any]]] = []  # device metrics not yet written
+  images_per_log, tick = 0, time.perf_counter()
+
+  def flush():
+    nonlocal images_per_log, tick
+    for step, metrics in pending:
+      record = {'step': step, **{k: float(v) for k, v in jax.device_get(metrics).items()}}
+      writer.write(record)
+    if bar is not None and pending:
+      elapsed = time.perf_counter() - tick
+      bar.set_postfix(loss=f'{record["loss"]:.4f}', img_s=f'{images_per_log / elapsed:.0f}')
+      bar.update(len(pending))
+    pending.clear()
+    images_per_log, tick = 0, time.perf_counter()
+
+  try:
+    for step in range(start_step, run.num_steps):
+      batch = run.device_batch(next(run.iterator))
+      run.state, metrics = run.train_step(run.state, batch)
+      pending.append((step + 1, metrics))
+      images_per_log += config.batch_size
+      done = step + 1
+      if done % config.log_every == 0 or done == run.num_steps:
+        flush()
+        _check_finite(run.state, checkpointer)
+      if done % config.checkpoint_every == 0 and done < run.num_steps:
+        _check_finite(run.state, checkpointer)
+        checkpointer.save(done, run.state, run.iterator.get_state())
+      if config.eval.every and done % config.eval.every == 0 and done < run.num_steps:
+        results = run.evaluate()
+        writer.write({'step': done, **results})
+        log.info('step %d: %s', done, _fmt(results))
+    flush()
+    _check_finite(run.state, checkpointer)
+    checkpointer.save(run.num_steps, run.state, run.iterator.get_state())
+  finally:
+    if bar is not None:
+      bar.close()
+    run.iterator.close()
+
+  results = run.evaluate()
+  writer.write({'step': run.num_steps, **results})
+  if is_main:
+    plot_metrics(writer.path, os.path.join(workdir, 'metrics.png'))
+  checkpointer.close()
+  return results
+
+
+def _fmt(results: dict[str, float]) -> str:
+  return ', '.join(f'{k}={v:.4f}' for k, v in results.items() if isinstance(v, float))
