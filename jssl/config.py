@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.encoder = 'small_cnn'
   c.model.stem = 'cifar'
   c.model.width_multiplier = 1
+  c.model.widths = config_dict.placeholder(tuple)  # small_cnn block widths (default 32, 64, 128)
   c.model.dtype = 'float32'  # or 'bfloat16' compute (params stay float32)
   c.model.projection_hidden_dim = 2048
   c.model.projection_dim = 128
@@ -95,9 +96,11 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
            f'config.{config.method} is missing: the method {config.method!r} reads its '
            f'hyperparameters from config.{config.method}; start from '
            f'experiments/configs/{config.method}.py.')
-  _require(data.is_known_dataset(config.dataset.name),
-           f'config.dataset.name={config.dataset.name!r} is not a known dataset; choose one of '
-           f'{sorted(data.KNOWN_DATASETS)} or any TFDS image dataset as "tfds:NAME".')
+  try:
+    data.check_dataset_name(config.dataset.name)
+  except ValueError as error:
+    raise ConfigError(f'config.dataset.name={config.dataset.name!r} is not a known dataset: '
+                      f'{error}') from None
   _require(config.dataset.image_size >= 4,
            f'config.dataset.image_size={config.dataset.image_size} is too small; use >= 4.')
   _require(config.model.encoder in models.ENCODERS,

@@ -14,22 +14,9 @@ import jax
 import ml_collections
 import optax
 
+from jssl.models import weight_decay_mask
+
 OPTIMIZERS = ('lars', 'sgd', 'adamw')
-
-
-def weight_decay_mask(params: Any) -> Any:
-  """True for conv/dense kernels, False for biases and normalisation scales/biases.
-
-  Args:
-    params: a Flax parameter pytree (nested dicts).
-
-  Returns:
-    A pytree of bools with the structure of `params`.
-  """
-  def is_kernel(path, _):
-    name = getattr(path[-1], 'key', str(path[-1]))
-    return name in ('kernel', 'embedding')
-  return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict,

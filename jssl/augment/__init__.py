@@ -1,0 +1,19 @@
+"""Pure, jit-compatible image augmentations (SimCLR / BYOL views) on device."""
+
+from jssl.augment.image import augment_example
+from jssl.augment.image import augment_view
+from jssl.augment.image import augment_views
+from jssl.augment.image import center_resize
+from jssl.augment.image import color_jitter
+from jssl.augment.image import eval_view
+from jssl.augment.image import map_examples
+from jssl.augment.image import random_blur
+from jssl.augment.image import random_flip
+from jssl.augment.image import random_grayscale
+from jssl.augment.image import random_resized_crop
+from jssl.augment.image import random_solarize
+from jssl.augment.image import to_float
+from jssl.augment.image import ViewConfig
+from jssl.augment.presets import get_views
+from jssl.augment.presets import PRESETS
+from jssl.augment.presets import views_from_config

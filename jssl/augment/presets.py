@@ -1,0 +1,94 @@
+"""Named augmentation presets: the views of SimCLR, BYOL and a variant for tiny images.
+
+    views = get_views('byol', out_size=32, blur_prob=0.0)  # overrides apply to every view
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from jssl.augment.image import ViewConfig
+
+
+def _simclr(out_size: int) -> tuple[ViewConfig, ...]:
+  """SimCLR on ImageNet (Chen et al., 2020, Appendix A): colour strength s = 1, blur p = 0.5."""
+  view = ViewConfig(
+      out_size=out_size, crop_scale=(0.08, 1.0), flip_prob=0.5, jitter_prob=0.8,
+      brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2, grayscale_prob=0.2,
+      blur_prob=0.5, blur_sigma=(0.1, 2.0), solarize_prob=0.0)
+  return (view, view)
+
+
+def _simclr_cifar(out_size: int) -> tuple[ViewConfig, ...]:
+  """SimCLR on CIFAR (Chen et al., 2020, Appendix B.9): no blur, colour strength s = 0.5."""
+  return tuple(
+      dataclasses.replace(view, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                          blur_prob=0.0)
+      for view in _simclr(out_size))
+
+
+def _byol(out_size: int) -> tuple[ViewConfig, ...]:
+  """BYOL's asymmetric pair (Grill et al., 2020, Table 6)."""
+  common = dict(
+      out_size=out_size, crop_scale=(0.08, 1.0), flip_prob=0.5, jitter_prob=0.8,
+      brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, grayscale_prob=0.2,
+      blur_sigma=(0.1, 2.0))
+  return (ViewConfig(**common, blur_prob=1.0, solarize_prob=0.0),
+          ViewConfig(**common, blur_prob=0.1, solarize_prob=0.2))
+
+
+def _small(out_size: int) -> tuple[ViewConfig, ...]:
+  """Tiny (grayscale) images such as 8x8 digits or 28x28 Fashion-MNIST.
+
+  Milder crops (at least 20% of the area) because a small crop of a tiny digit is mostly
+  background; brightness / contrast jitter only; no grayscale, blur or solarization.
+  """
+  view = ViewConfig(
+      out_size=out_size, crop_scale=(0.2, 1.0), flip_prob=0.5, jitter_prob=0.8,
+      brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0, grayscale_prob=0.0,
+      blur_prob=0.0, solarize_prob=0.0)
+  return (view, view)
+
+
+PRESETS: dict[str, Callable[[int], tuple[ViewConfig, ...]]] = {
+    'simclr': _simclr,
+    'simclr_cifar': _simclr_cifar,
+    'byol': _byol,
+    'small': _small,
+}
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(ViewConfig))
+
+
+def get_views(name: str, *, out_size: int, **overrides) -> tuple[ViewConfig, ...]:
+  """The views of a named preset, with `overrides` applied to every view.
+
+  Args:
+    name: one of `PRESETS`.
+    out_size: side of every output view.
+    **overrides: `ViewConfig` fields, e.g. `blur_prob=0.0`.
+
+  Returns:
+    Tuple of `ViewConfig`, one per view.
+
+  Raises:
+    ValueError: unknown preset or unknown field.
+  """
+  if name not in PRESETS:
+    raise ValueError(f'Unknown augmentation preset {name!r}; valid presets: {sorted(PRESETS)}')
+  unknown = sorted(set(overrides) - set(_FIELDS))
+  if unknown:
+    raise ValueError(f'Unknown ViewConfig field(s) {unknown} in overrides for preset {name!r}; '
+                     f'valid fields: {list(_FIELDS)}')
+  return tuple(dataclasses.replace(view, **overrides) for view in PRESETS[name](out_size))
+
+
+def views_from_config(augment_config, *, out_size: int) -> tuple[ViewConfig, ...]:
+  """`get_views` from a config's `augment` section: `preset` plus every field that is set.
+
+  Fields left at None keep the preset's value; e.g. `--config.augment.blur_prob=0.0`.
+  """
+  overrides = {key: value for key, value in augment_config.items()
+               if key != 'preset' and value is not None}
+  return get_views(augment_config.preset, out_size=out_size, **overrides)

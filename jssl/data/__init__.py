@@ -1,0 +1,99 @@
+"""Datasets by name: `load_dataset('digits')`, `load_dataset('cifar10', image_size=32)`.
+
+`DATASETS` is the lookup table of every name a config may use. Its in-memory datasets
+(digits, Fashion-MNIST from its IDX files) need nothing beyond NumPy and scikit-learn; the
+others are TFDS image datasets, which must be prepared as array_record in the TFDS data dir
+(see `jssl.data.tfds`). Any other TFDS dataset is reached with the explicit prefix 'tfds:',
+e.g. 'tfds:oxford_flowers102' or 'tfds:imagenette/160px-v2'; the table stays short and a
+typo is never silently sent to TFDS.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from jssl.data.base import ArraySource, Dataset, MissingDatasetError, Source
+from jssl.data.digits import load_digits
+from jssl.data.fashion_mnist import DEFAULT_DATA_DIR as FASHION_MNIST_DIR
+from jssl.data.fashion_mnist import load_fashion_mnist
+from jssl.data.iterator import BatchIterator
+
+TFDS_PREFIX = 'tfds:'
+
+
+def _native_size(name: str, size: int, data_dir: str | None,
+                 image_size: int | None) -> None:
+  """In-memory datasets have one stored size and no directory to choose (except below)."""
+  if image_size is not None and image_size != size:
+    raise ValueError(f'{name} images are {size}x{size}; image_size={image_size} is not '
+                     'supported for it: leave --config.dataset.stored_size unset (the size of the '
+                     'augmented views the model sees is --config.dataset.image_size).')
+  if data_dir is not None and name == 'digits':
+    raise ValueError(f'digits ships inside scikit-learn and takes no data_dir, got {data_dir!r}.')
+
+
+def _digits(*, data_dir: str | None, image_size: int | None) -> Dataset:
+  _native_size('digits', 8, data_dir, image_size)
+  return load_digits()
+
+
+def _fashion_mnist(*, data_dir: str | None, image_size: int | None) -> Dataset:
+  _native_size('fashion_mnist', 28, data_dir, image_size)
+  return load_fashion_mnist(FASHION_MNIST_DIR if data_dir is None else data_dir)
+
+
+def _tfds(tfds_name: str, *, data_dir: str | None, image_size: int | None) -> Dataset:
+  from jssl.data.tfds import load_tfds  # pylint: disable=g-import-not-at-top
+  return load_tfds(tfds_name, data_dir=data_dir, image_size=image_size)
+
+
+# name -> loader(*, data_dir, image_size). For 'fashion_mnist' data_dir is the directory of
+# its IDX files (default the Debian package's); for TFDS names it is the TFDS data dir.
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    'digits': _digits,
+    'fashion_mnist': _fashion_mnist,
+    **{name: functools.partial(_tfds, name) for name in (
+        'mnist', 'svhn_cropped', 'cifar10', 'cifar100', 'stl10', 'imagenette',
+        'imagenet2012')},
+}
+KNOWN_DATASETS: tuple[str, ...] = tuple(DATASETS)
+
+
+def check_dataset_name(name: str) -> None:
+  """Raises ValueError, listing the valid names, unless `load_dataset` accepts `name`."""
+  if name in DATASETS:
+    return
+  if name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
+    return
+  raise ValueError(
+      f'unknown dataset {name!r}. Valid names: {", ".join(KNOWN_DATASETS)}; or '
+      f'"{TFDS_PREFIX}NAME" for any other TFDS image dataset prepared as array_record '
+      f'(e.g. "{TFDS_PREFIX}oxford_flowers102").')
+
+
+def load_dataset(name: str, *, data_dir: str | None = None,
+                 image_size: int | None = None) -> Dataset:
+  """Loads a dataset by name.
+
+  Args:
+    name: a key of `DATASETS`, or 'tfds:NAME' for any prepared TFDS image dataset (NAME may
+      carry a config and version, 'tfds:imagenette/160px-v2:1.0.0').
+    data_dir: where the data is: for 'fashion_mnist' the IDX directory (None: the Debian
+      package's /usr/share/datasets/fashion-mnist); for TFDS datasets the TFDS data dir
+      (None: $TFDS_DATA_DIR or ~/tensorflow_datasets); digits takes none.
+    image_size: side images are resized and centre-cropped to; needed for datasets whose
+      images vary in size (imagenet2012, imagenette), None keeps the stored size.
+
+  Returns:
+    The `Dataset`, whose sources return uint8 [B, H, W, C] images and int32 labels.
+
+  Raises:
+    ValueError: unknown name (the message lists the valid ones), or unusable options.
+    MissingDatasetError: the data is not on this machine; the message says how to get it.
+  """
+  check_dataset_name(name)
+  if name in DATASETS:
+    return DATASETS[name](data_dir=data_dir, image_size=image_size)
+  return _tfds(name[len(TFDS_PREFIX):], data_dir=data_dir, image_size=image_size)
+

@@ -1,0 +1,87 @@
+"""A small convolutional encoder for tiny images (8x8 digits, 16x16, 28x28 Fashion-MNIST).
+
+It is the model of the CPU demo: a few ``3x3 conv -> BatchNorm -> ReLU`` blocks with a 2x2
+max-pool between blocks while the feature map is at least 4x4, then global average pooling.
+Default widths ``(32, 64, 128)``:
+
+  16x16xC -> [conv 32] 16x16 -> pool 8x8 -> [conv 64] 8x8 -> pool 4x4 -> [conv 128] 4x4 -> GAP 128
+  28x28xC -> 28 -> 14 -> 7 -> 128;   8x8xC -> 8 -> 4 -> 2 -> 128.
+
+Pooling *before* each later convolution keeps the cost low: most FLOPs are spent at a quarter of
+the input resolution.
+
+BatchNorm has no ``axis_name``: the training step is ``jax.jit`` over global arrays sharded with
+``NamedSharding``, so batch statistics are over the global batch. Parameters are float32; ``dtype``
+is the computation dtype; the representation is returned in float32. Convolutions have no bias
+(BatchNorm follows), so every ``kernel`` leaf is a weight and every ``scale``/``bias`` leaf
+belongs to a ``bn_*`` module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jssl.models.resnet import conv_kernel_init, normalize_images
+
+DEFAULT_WIDTHS = (32, 64, 128)
+
+
+class SmallCNN(nn.Module):
+  """Small CNN encoder: ``[B, H, W, C]`` images -> ``[B, widths[-1]]`` representation.
+
+  Attributes:
+    widths: output channels of each ``3x3 conv -> BN -> ReLU`` block.
+    dtype: computation dtype (``jnp.float32`` or ``jnp.bfloat16``); params are float32.
+    mean: input mean subtracted inside the model, a float or per-channel sequence.
+    std: input std divided by inside the model, a float or per-channel sequence.
+  """
+  widths: Sequence[int] = DEFAULT_WIDTHS
+  dtype: Any = jnp.float32
+  mean: Any = 0.5
+  std: Any = 0.25
+
+  @property
+  def features_dim(self) -> int:
+    """F, the size of the representation ``__call__`` returns."""
+    return self.widths[-1]
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    """Encodes images.
+
+    Args:
+      x: images ``[B, H, W, C]``, float in [0, 1], C = 1 or 3, H and W at least 1.
+      train: use batch statistics in BatchNorm and update the running averages (the
+        ``batch_stats`` collection must then be mutable); otherwise use the running averages.
+
+    Returns:
+      The representation ``[B, widths[-1]]``, float32.
+    """
+    if not self.widths:
+      raise ValueError('SmallCNN needs at least one width, e.g. widths=(32, 64, 128).')
+    x = normalize_images(x, self.mean, self.std, self.dtype)
+    for i, width in enumerate(self.widths):
+      # Halve the resolution between blocks while that leaves at least 2x2.
+      if i > 0 and min(x.shape[1], x.shape[2]) >= 4:
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = nn.Conv(
+          width, (3, 3),
+          padding=((1, 1), (1, 1)),
+          use_bias=False,
+          kernel_init=conv_kernel_init,
+          dtype=self.dtype,
+          param_dtype=jnp.float32,
+          name=f'conv_{i}')(x)
+      x = nn.BatchNorm(
+          use_running_average=not train,
+          momentum=0.9,
+          epsilon=1e-5,
+          dtype=self.dtype,
+          param_dtype=jnp.float32,
+          name=f'bn_{i}')(x)
+      x = nn.relu(x)
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))

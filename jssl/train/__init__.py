@@ -1,0 +1,1 @@
+"""The shared train loop, its state, optimizers and checkpoints."""

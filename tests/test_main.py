@@ -1,0 +1,140 @@
+"""End to end through the CLI, in subprocesses (each with its own device count).
+
+A tiny SimCLR run on digits: 1 device vs 8 simulated devices, SIGKILL and resume, bad input.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, 'experiments', 'configs', 'simclr.py')
+TINY = ['--config.batch_size=32', '--config.num_steps=12', '--config.checkpoint_every=3',
+        '--config.optimizer.warmup_steps=2', '--config.eval.linear_steps=10',
+        '--config.eval.batch_size=256', '--config.model.projection_hidden_dim=32',
+        '--config.model.projection_dim=16']
+
+
+def _env(devices):
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+  return env
+
+
+def _command(workdir, *extra, config=CONFIG):
+  return [sys.executable, '-m', 'jssl.main', f'--config={config}', f'--workdir={workdir}',
+          *TINY, *extra]
+
+
+def run_main(workdir, *extra, devices=1, config=CONFIG, check=True):
+  result = subprocess.run(_command(workdir, *extra, config=config), env=_env(devices), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+  if check and result.returncode != 0:
+    raise AssertionError(f'jssl.main failed ({result.returncode}):\n{result.stderr[-4000:]}')
+  return result
+
+
+def metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  result = run_main(workdir)
+  return workdir, result
+
+
+def test_run_writes_metrics_plot_checkpoints_and_reports(uninterrupted):
+  workdir, result = uninterrupted
+  records = metrics(workdir)
+  steps = [r['step'] for r in records if 'loss' in r]
+  assert steps == list(range(1, 13))
+  evals = [r for r in records if 'knn_top1' in r]
+  assert [r['step'] for r in evals] == [0, 12] and evals[0]['random_init']
+  for r in evals:
+    assert 0.0 <= r['knn_top1'] <= 1.0 and 0.0 <= r['linear_top1'] <= 1.0
+  assert os.path.getsize(os.path.join(workdir, 'metrics.png')) > 1000
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6', '9']
+  final = json.loads(result.stdout.strip().splitlines()[-1].removeprefix('final '))
+  assert final['knn_top1'] == evals[-1]['knn_top1']
+
+
+def test_eight_devices_give_the_same_losses_as_one(uninterrupted, tmp_path):
+  workdir, _ = uninterrupted
+  run_main(str(tmp_path), devices=8)
+  one = [r['loss'] for r in metrics(workdir) if 'loss' in r]
+  eight = [r['loss'] for r in metrics(str(tmp_path)) if 'loss' in r]
+  assert len(one) == len(eight) == 12
+  for a, b in zip(one, eight):
+    assert abs(a - b) <= 1e-5, (one, eight)
+
+
+def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp_path):
+  reference, _ = uninterrupted
+  workdir = str(tmp_path)
+  process = subprocess.Popen(_command(workdir), env=_env(1), cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  deadline = time.time() + 300
+  # Kill once the first checkpoint exists and training has gone past it.
+  while time.time() < deadline:
+    done = [r['step'] for r in metrics(workdir) if 'loss' in r] if os.path.exists(
+        os.path.join(workdir, 'metrics.jsonl')) else []
+    if os.path.isdir(os.path.join(checkpoints, '3')) and done and max(done) >= 4:
+      break
+    if process.poll() is not None:
+      pytest.fail('the run ended before it could be killed')
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert max(r['step'] for r in metrics(workdir) if 'loss' in r) < 12
+  run_main(workdir)
+  assert metrics(workdir) == metrics(reference)  # losses and final metrics, bit for bit
+
+
+@pytest.mark.parametrize('extra,devices,expected', [
+    (['--config.dataset.name=nope'], 1, "config.dataset.name='nope' is not a known dataset"),
+    (['--config.batch_size=36'], 8, 'is not divisible by the number of devices (8)'),
+    (['--config.method=nope'], 1, "config.method='nope' is not a known method"),
+    (['--config.dataset.name=fashion_mnist', '--config.dataset.data_dir=/nonexistent/fmnist'], 1,
+     'apt-get install dataset-fashion-mnist'),
+])
+def test_bad_input_is_a_clear_error(tmp_path, extra, devices, expected):
+  result = run_main(str(tmp_path), *extra, devices=devices, check=False)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert expected in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_unknown_config_field_is_a_clear_error(tmp_path):
+  result = run_main(str(tmp_path), '--config.bacth_size=64', check=False)
+  assert result.returncode != 0
+  assert 'bacth_size' in result.stderr
+  assert not os.path.exists(os.path.join(str(tmp_path), 'checkpoints'))
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
+  workdir = str(tmp_path)
+  # Step 0 has learning rate 0 (warm-up), so the state after step 1 is finite and saved;
+  # then a rate of 1e38 blows the weights up.
+  result = run_main(workdir, '--config.optimizer.name=sgd', '--config.checkpoint_every=1',
+                    '--config.optimizer.base_learning_rate=1e38', '--config.eval.at_start=false',
+                    check=False)
+  assert result.returncode == 2, result.stderr[-3000:]
+  match = re.search(r'became non-finite \(NaN/inf\) at step (\d+); training stopped and the '
+                    r'last good checkpoint is step (\d+)', result.stderr)
+  assert match, result.stderr[-3000:]
+  bad, good = int(match.group(1)), int(match.group(2))
+  assert 1 <= good <= bad
+  saved = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')))
+  assert saved[-1] == good
