@@ -141,3 +141,27 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
   _require(config.optimizer.base_learning_rate > 0,
            f'config.optimizer.base_learning_rate={config.optimizer.base_learning_rate} must be '
            'positive.')
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:variant]` the way `--config=` does (for notebooks and scripts).
+
+  A relative path is looked up from the working directory, then from the repository root
+  (the directory above the `jssl` package), so notebooks can say
+  `load_config('experiments/configs/simclr.py:fashion_mnist')` from anywhere in the checkout.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+
+  path, _, variant = spec.partition(':')
+  if not os.path.isabs(path) and not os.path.exists(path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'config file {spec.partition(":")[0]!r} not found (also looked at '
+                            f'{path}).')
+  module_spec = importlib.util.spec_from_file_location('jssl_config_' + os.path.basename(path)[:-3],
+                                                       path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant or None)

@@ -47,8 +47,26 @@ def main(argv):
     print('final ' + json.dumps(results, sort_keys=True))
 
 
+def _parse_flags(argv):
+  """absl's parser, with a config override naming no field turned into a one-line error."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as error:  # raised by ml_collections for unknown fields
+    text = str(error).strip('\'"').replace('\\n', ' ').replace('\\\'', "'")
+    print(f'jssl: error: unknown config field in the command line: {text}\nThe fields a config '
+          'has are listed in jssl/config.py (base_config) and in the experiment config file.',
+          file=sys.stderr)
+    sys.exit(2)
+  except (flags.Error, ValueError) as error:  # bad values, unknown config variants
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if 'Traceback (most recent call last):' in lines:  # keep what was said, not where
+      lines = [lines[0], lines[-1]]
+    print('jssl: error: ' + '\n'.join(lines), file=sys.stderr)
+    sys.exit(2)
+
+
 def run():
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ A tiny SimCLR run on digits: 1 device vs 8 simulated devices, SIGKILL and resume
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,11 +117,29 @@ def test_bad_input_is_a_clear_error(tmp_path, extra, devices, expected):
   assert 'Traceback' not in result.stderr
 
 
-def test_unknown_config_field_is_a_clear_error(tmp_path):
+def test_unknown_config_field_or_variant_is_a_clear_error(tmp_path):
   result = run_main(str(tmp_path), '--config.bacth_size=64', check=False)
-  assert result.returncode != 0
-  assert 'bacth_size' in result.stderr
+  assert result.returncode == 2
+  assert 'unknown config field' in result.stderr and 'Did you mean "batch_size"' in result.stderr
+  assert 'Traceback' not in result.stderr
   assert not os.path.exists(os.path.join(str(tmp_path), 'checkpoints'))
+  result = run_main(str(tmp_path), config=CONFIG + ':nope', check=False)
+  assert result.returncode == 2 and "unknown variant 'nope'" in result.stderr
+
+
+def test_corrupt_newest_checkpoint_falls_back_and_ends_like_the_clean_run(uninterrupted, tmp_path):
+  reference, _ = uninterrupted
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(reference, workdir)
+  newest = os.path.join(workdir, 'checkpoints', '12')
+  for root, _, files in os.walk(newest):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'not a checkpoint')
+  result = run_main(workdir)
+  assert 'checkpoint at step 12' in result.stderr and 'falling back' in result.stderr
+  assert os.path.isdir(os.path.join(workdir, 'corrupt_checkpoints', '12'))  # kept, not deleted
+  assert metrics(workdir) == metrics(reference)  # resumed from step 9, same losses and metrics
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):

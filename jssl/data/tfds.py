@@ -322,7 +322,13 @@ def load_tfds(name: str, *, data_dir: str | None = None, image_size: int | None 
               if isinstance(image_feature, tfds.features.Image) else None)
   sources = []
   for role, split in zip(('train', 'validation', 'test'), splits):
-    data_source = builder.as_data_source(split=split, decoders=decoders, file_format=file_format)
+    try:
+      data_source = builder.as_data_source(split=split, decoders=decoders,
+                                           file_format=file_format)
+    except ValueError as error:  # ArrayRecord refuses a slice that selects no file at all
+      if 'can not be of 0 length' not in str(error):
+        raise
+      data_source = ()
     if not len(data_source):
       raise ValueError(f'the {role} split {split!r} of TFDS dataset {name!r} is empty; '
                        f'choose another {role}_split.')

@@ -50,7 +50,9 @@ def extract(feature_fn: Callable, state: Any, source: Source, *, batch_size: int
     count = min(batch_size, n - start)
     feats.append(np.asarray(h)[:count])
     logits.append(np.asarray(z)[:count])
-    labels.append(source.get_batch(indices[:count])['label'])
+    # Every process needs every label; with one process the batch just read has them all.
+    labels.append((batch['label'] if process_count == 1
+                   else source.get_batch(indices)['label'])[:count])
   return np.concatenate(feats), np.concatenate(logits), np.concatenate(labels)
 
 
