@@ -35,6 +35,9 @@ from jssl.train.step import make_train_step
 
 log = logging.getLogger(__name__)
 
+# Step t uses fold_in(root, t); initialisation uses an index no step reaches.
+_INIT_STREAM = 2**31 - 1
+
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a non-finite loss or gradient."""
@@ -57,7 +60,7 @@ def create_state(config, method, optimizer, probe_optimizer, num_classes, image_
     root = jax.random.key(config.seed)
     dummy = jnp.zeros((2, config.dataset.image_size, config.dataset.image_size, image_shape[-1]),
                       jnp.float32)
-    params, batch_stats, extra = method.init(jax.random.fold_in(root, -1 % 2**31), dummy)
+    params, batch_stats, extra = method.init(jax.random.fold_in(root, _INIT_STREAM), dummy)
     probe_params = init_probe(method.features_dim, num_classes)
     return TrainState(
         step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(root), params=params,
