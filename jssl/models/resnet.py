@@ -94,6 +94,14 @@ def _batch_norm(train, dtype, name, zero_scale=False):
       name=name)
 
 
+def _add_residual(y, x, strides, train, dtype):
+  """relu(y + shortcut(x)); the shortcut projects (1x1 conv + BN) when the shape changes."""
+  if strides != 1 or x.shape[-1] != y.shape[-1]:
+    x = _conv(y.shape[-1], 1, strides, 0, dtype, 'downsample_conv')(x)
+    x = _batch_norm(train, dtype, 'downsample_bn')(x)
+  return nn.relu(y + x)
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convolutions with a residual connection (ResNet-18/34).
 
@@ -113,16 +121,12 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     """Applies the block: ``[B, H, W, C_in] -> [B, H / strides, W / strides, filters]``."""
-    residual = x
     y = _conv(self.filters, 3, self.strides, 1, self.dtype, 'conv1')(x)
     y = _batch_norm(train, self.dtype, 'bn1')(y)
     y = nn.relu(y)
     y = _conv(self.filters, 3, 1, 1, self.dtype, 'conv2')(y)
     y = _batch_norm(train, self.dtype, 'bn2', zero_scale=self.zero_init_residual)(y)
-    if self.strides != 1 or residual.shape[-1] != self.filters:
-      residual = _conv(self.filters, 1, self.strides, 0, self.dtype, 'downsample_conv')(residual)
-      residual = _batch_norm(train, self.dtype, 'downsample_bn')(residual)
-    return nn.relu(y + residual)
+    return _add_residual(y, x, self.strides, train, self.dtype)
 
 
 class Bottleneck(nn.Module):
@@ -147,7 +151,6 @@ class Bottleneck(nn.Module):
   def __call__(self, x, train: bool):
     """Applies the block: ``[B, H, W, C_in] -> [B, H / strides, W / strides, 4 * filters]``."""
     out_features = self.filters * self.expansion
-    residual = x
     y = _conv(self.filters, 1, 1, 0, self.dtype, 'conv1')(x)
     y = _batch_norm(train, self.dtype, 'bn1')(y)
     y = nn.relu(y)
@@ -156,10 +159,7 @@ class Bottleneck(nn.Module):
     y = nn.relu(y)
     y = _conv(out_features, 1, 1, 0, self.dtype, 'conv3')(y)
     y = _batch_norm(train, self.dtype, 'bn3', zero_scale=self.zero_init_residual)(y)
-    if self.strides != 1 or residual.shape[-1] != out_features:
-      residual = _conv(out_features, 1, self.strides, 0, self.dtype, 'downsample_conv')(residual)
-      residual = _batch_norm(train, self.dtype, 'downsample_bn')(residual)
-    return nn.relu(y + residual)
+    return _add_residual(y, x, self.strides, train, self.dtype)
 
 
 class ResNet(nn.Module):
