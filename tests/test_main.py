@@ -55,6 +55,7 @@ def uninterrupted(tmp_path_factory):
   return workdir, result
 
 
+@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
 def test_run_writes_metrics_plot_checkpoints_and_reports(uninterrupted):
   workdir, result = uninterrupted
   records = metrics(workdir)
@@ -70,6 +71,7 @@ def test_run_writes_metrics_plot_checkpoints_and_reports(uninterrupted):
   assert final['knn_top1'] == evals[-1]['knn_top1']
 
 
+@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
 def test_eight_devices_give_the_same_losses_as_one(uninterrupted, tmp_path):
   workdir, _ = uninterrupted
   run_main(str(tmp_path), devices=8)
@@ -80,10 +82,8 @@ def test_eight_devices_give_the_same_losses_as_one(uninterrupted, tmp_path):
     assert abs(a - b) <= 1e-5, (one, eight)
 
 
-def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp_path):
-  reference, _ = uninterrupted
-  workdir = str(tmp_path)
-  process = subprocess.Popen(_command(workdir), env=_env(1), cwd=REPO,
+def _run_and_sigkill_after_first_checkpoint(workdir, *extra, config=CONFIG):
+  process = subprocess.Popen(_command(workdir, *extra, config=config), env=_env(1), cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   checkpoints = os.path.join(workdir, 'checkpoints')
   deadline = time.time() + 300
@@ -99,8 +99,28 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp
   process.send_signal(signal.SIGKILL)
   process.wait()
   assert max(r['step'] for r in metrics(workdir) if 'loss' in r) < 12
+
+
+@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
+def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp_path):
+  reference, _ = uninterrupted
+  workdir = str(tmp_path)
+  _run_and_sigkill_after_first_checkpoint(workdir)
   run_main(workdir)
   assert metrics(workdir) == metrics(reference)  # losses and final metrics, bit for bit
+
+
+@pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce'])
+def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
+  """MoCo (key encoder, queue and its pointer) and InstDisc (memory bank, NCE's constant Z)."""
+  config = os.path.join(REPO, 'experiments', 'configs', spec)
+  no_start_eval = '--config.eval.at_start=false'
+  reference = str(tmp_path / 'reference')
+  run_main(reference, no_start_eval, config=config)
+  workdir = str(tmp_path / 'killed')
+  _run_and_sigkill_after_first_checkpoint(workdir, no_start_eval, config=config)
+  run_main(workdir, no_start_eval, config=config)
+  assert metrics(workdir) == metrics(reference)
 
 
 @pytest.mark.parametrize('extra,devices,expected', [
@@ -127,6 +147,7 @@ def test_unknown_config_field_or_variant_is_a_clear_error(tmp_path):
   assert result.returncode == 2 and "unknown variant 'nope'" in result.stderr
 
 
+@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
 def test_corrupt_newest_checkpoint_falls_back_and_ends_like_the_clean_run(uninterrupted, tmp_path):
   reference, _ = uninterrupted
   workdir = str(tmp_path / 'run')

@@ -21,55 +21,13 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.simclr = ml_collections.ConfigDict({'temperature': 0.2})
 
   if variant in (None, '', 'digits'):
-    config.dataset.name = 'digits'
-    config.dataset.image_size = 16  # 8x8 digits are upsampled by the crop's resize
-    config.model.encoder = 'small_cnn'
-    config.model.projection_hidden_dim = 256
-    config.model.projection_dim = 64
-    config.augment.preset = 'small'
-    config.batch_size = 256
-    config.num_epochs = 120
-    config.optimizer.name = 'adamw'
-    config.optimizer.base_learning_rate = 2e-3
-    config.optimizer.weight_decay = 1e-4
-    config.optimizer.warmup_steps = 40
-    config.checkpoint_every = 100
-    config.eval.every = 0
+    jssl_config.apply_data_preset(config, 'digits')
   elif variant == 'fashion_mnist':
-    config.dataset.name = 'fashion_mnist'
-    config.dataset.data_dir = '/usr/share/datasets/fashion-mnist'
-    config.dataset.image_size = 28
-    config.model.encoder = 'small_cnn'
-    # A narrow first block at full resolution (where XLA's CPU convs spend their time) and a
-    # wide last one (a 512-d representation): 1.9x the images/s of (32, 64, 128) on 2 cores.
-    config.model.widths = (16, 32, 64, 512)
-    config.model.projection_hidden_dim = 512
-    config.model.projection_dim = 128
-    config.augment.preset = 'small'
-    config.batch_size = 256
-    config.num_epochs = 20
-    config.optimizer.name = 'adamw'
-    config.optimizer.base_learning_rate = 1e-3
-    config.optimizer.weight_decay = 1e-4
-    config.optimizer.warmup_steps = 200
+    jssl_config.apply_data_preset(config, 'fashion_mnist')
     config.simclr.temperature = 0.5  # SimCLR's best for CIFAR-sized data (its Appendix B.9)
-    config.checkpoint_every = 500
-    config.eval.every = 0
   elif variant == 'cifar10':
-    config.dataset.name = 'cifar10'
-    config.dataset.image_size = 32
-    config.model.encoder = 'resnet18'
-    config.model.stem = 'cifar'
-    config.augment.preset = 'simclr_cifar'
-    config.batch_size = 512
-    config.num_epochs = 500
-    config.optimizer.name = 'lars'
-    config.optimizer.base_learning_rate = 1.0  # x batch/256; SimCLR's CIFAR setting
-    config.optimizer.weight_decay = 1e-6
-    config.optimizer.warmup_steps = 10 * (45000 // 512)
+    jssl_config.apply_data_preset(config, 'cifar10')
     config.simclr.temperature = 0.5
-    config.checkpoint_every = 1000
-    config.eval.every = 10000
   elif variant == 'imagenet2012':
     config.dataset.name = 'imagenet2012'
     config.dataset.image_size = 224

@@ -51,11 +51,22 @@ def _small(out_size: int) -> tuple[ViewConfig, ...]:
   return (view, view)
 
 
+def _crop_flip(out_size: int) -> tuple[ViewConfig, ...]:
+  """Random resized crop (20-100% of the area) and horizontal flip only: no colour change.
+
+  For methods whose views are made from an image's colours (CMC's L and ab channels), which a
+  colour jitter or grayscale conversion would corrupt (Tian et al., 2019, crop as in their code).
+  """
+  view = ViewConfig(out_size=out_size, crop_scale=(0.2, 1.0), flip_prob=0.5)
+  return (view, view)
+
+
 PRESETS: dict[str, Callable[[int], tuple[ViewConfig, ...]]] = {
     'simclr': _simclr,
     'simclr_cifar': _simclr_cifar,
     'byol': _byol,
     'small': _small,
+    'crop_flip': _crop_flip,
 }
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(ViewConfig))

@@ -1,6 +1,23 @@
 """Pure loss functions of arrays (see each docstring for shapes and the paper)."""
 
-from jssl.losses.contrastive import l2_normalize
-from jssl.losses.contrastive import nt_xent
+from jssl.losses.contrastive import (
+    batch_info_nce,
+    info_nce,
+    l2_normalize,
+    margin_contrastive,
+    nce,
+    nt_xent,
+    supcon,
+    triplet,
+)
 
-__all__ = ['l2_normalize', 'nt_xent']
+__all__ = [
+    'batch_info_nce',
+    'info_nce',
+    'l2_normalize',
+    'margin_contrastive',
+    'nce',
+    'nt_xent',
+    'supcon',
+    'triplet',
+]

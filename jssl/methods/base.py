@@ -4,6 +4,10 @@ A method is a `Method` of pure functions built from the config. The loop owns ev
 (data, augmentation, optimizer, online probe, sharding, checkpoints), so adding a method is one
 new file in this package plus a config. Parameter trees are `{'encoder': ..., <heads>...}`:
 the encoder is what evaluation freezes and probes.
+
+A method module defines `create(config, info: TrainInfo) -> Method`, raising
+`jssl.config.ConfigError` for settings it cannot run with (it is called before anything is
+compiled), and is registered in `jssl.methods.METHODS`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,37 @@ from typing import Any, Callable, NamedTuple
 import jax
 
 PyTree = Any
+
+
+class TrainInfo(NamedTuple):
+  """Facts about the run that a method may need when it is built.
+
+  Attributes:
+    num_examples: size of the training split (the rows of a memory bank; indices in
+      `Batch.index` are in [0, num_examples)).
+    num_classes: number of labels (only supervised methods such as SupCon train on them).
+    image_channels: C of the stored images (1 for grayscale, 3 for RGB).
+    num_steps: total optimizer steps of the run (for schedules such as an EMA momentum).
+  """
+  num_examples: int
+  num_classes: int
+  image_channels: int
+  num_steps: int
+
+
+class Batch(NamedTuple):
+  """One global batch as a method's loss sees it.
+
+  Attributes:
+    views: tuple of V float32 [B, H, W, C] augmented views, in the order of `Method.views`.
+    label: [B] int32 class labels. Self-supervised methods must not read them (the online
+      probe uses them outside the method); supervised ones (SupCon) do.
+    index: [B] int32 position of each example in the training split, distinct within a batch
+      (memory banks are indexed by it).
+  """
+  views: tuple
+  label: jax.Array
+  index: jax.Array
 
 
 class LossOutput(NamedTuple):
@@ -37,9 +72,12 @@ class Method(NamedTuple):
     name: the method's key in `jssl.methods.METHODS`.
     views: augmentation of each view (`jssl.augment.ViewConfig`), in order.
     features_dim: F, the size of the encoder representation.
-    init: (rng, images [B, H, W, C]) -> (params, batch_stats, extra).
-    loss: (params, batch_stats, extra, views, step, rng) -> (loss, LossOutput); `views` is a
-      tuple of [B, H, W, C] float arrays; `step` the current step; `rng` a key for the loss.
+    init: (rng, images [B, H, W, C]) -> (params, batch_stats, extra); `extra` is the method's
+      non-trained state (EMA target, queue, memory bank, ...), checkpointed with the rest.
+    loss: (params, batch_stats, extra, batch, step, rng) -> (loss, LossOutput); `batch` is a
+      `Batch`; `step` the int32 step about to be taken; `rng` a key for the loss. Gradients are
+      taken with respect to `params` only; state updates (EMA, enqueue, bank writes) are
+      returned in `LossOutput.extra` and kept only if the step's loss and gradients are finite.
     encode: (params, batch_stats, images [B, H, W, C]) -> [B, F] frozen-encoder features
       (inference mode: BatchNorm running averages).
   """

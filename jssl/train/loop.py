@@ -43,9 +43,9 @@ class NonFiniteLossError(RuntimeError):
   """Training produced a non-finite loss or gradient."""
 
 
-def make_mesh() -> Mesh:
-  """A 1-D ('data',) mesh over every device of every process."""
-  return Mesh(np.asarray(jax.devices()), ('data',))
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D ('data',) mesh over `devices` (default: every device of every process)."""
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), ('data',))
 
 
 def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -74,20 +74,26 @@ def create_state(config, method, optimizer, probe_optimizer, num_classes, image_
 
 
 class Run:
-  """Builds everything a run needs from a validated config (usable from notebooks too)."""
+  """Builds everything a run needs from a validated config (usable from notebooks too).
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    validate_config(config, device_count=jax.device_count(), process_count=jax.process_count())
+  `devices` restricts the mesh to some devices (single-process only; default: all).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
+    device_count = jax.device_count() if devices is None else len(devices)
+    validate_config(config, device_count=device_count, process_count=jax.process_count())
     self.config = config
     self.workdir = workdir
     self.dataset = data.load_dataset(config.dataset.name, data_dir=config.dataset.data_dir,
                                      image_size=config.dataset.stored_size)
-    self.mesh = make_mesh()
-    self.method = methods.METHODS[config.method](config)
+    self.mesh = make_mesh(devices)
     self.iterator = data.BatchIterator(
         self.dataset.train, global_batch_size=config.batch_size, seed=config.seed,
         process_index=jax.process_index(), process_count=jax.process_count())
     self.num_steps = total_steps(config, self.iterator.steps_per_epoch)
+    self.method = methods.METHODS[config.method](config, methods.TrainInfo(
+        num_examples=len(self.dataset.train), num_classes=self.dataset.num_classes,
+        image_channels=self.dataset.image_shape[-1], num_steps=self.num_steps))
     self.optimizer, self.schedule = optim.create_optimizer(config, self.num_steps)
     self.probe_optimizer = optax.adam(config.online_probe.learning_rate)
     self.state = create_state(config, self.method, self.optimizer, self.probe_optimizer,
@@ -104,7 +110,7 @@ class Run:
 
   def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     return {key: jax.make_array_from_process_local_data(self.batch_sharding, batch[key])
-            for key in ('image', 'label')}
+            for key in ('image', 'label', 'index')}
 
   def evaluate(self) -> dict[str, float]:
     return evaluation.evaluate(self.feature_fn, self.state, self.dataset, self.config.eval,

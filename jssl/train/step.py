@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jssl import augment
+from jssl.methods.base import Batch
 from jssl.methods.base import Method
 from jssl.train.state import TrainState
 
@@ -33,17 +34,19 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
                     schedule: Callable[[Any], Any]) -> Callable:
   """Returns `train_step(state, batch) -> (new_state, metrics)`, pure and jit-able.
 
-  `batch` holds 'image' uint8 [B, H, W, C] and 'label' int32 [B] (labels feed only the
-  online probe, whose gradients never reach the encoder).
+  `batch` holds 'image' uint8 [B, H, W, C], 'label' int32 [B] and 'index' int32 [B] (the
+  examples' positions in the training split). Labels feed the online probe, whose gradients
+  never reach the encoder, and only those methods that are supervised by definition (SupCon).
   """
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     augment_rng, loss_rng = jax.random.split(rng)
     views = augment.augment_views(augment_rng, batch['image'], method.views)
+    inputs = Batch(views=tuple(views), label=batch['label'], index=batch['index'])
 
     def loss_fn(params):
-      return method.loss(params, state.batch_stats, state.extra, views, state.step, loss_rng)
+      return method.loss(params, state.batch_stats, state.extra, inputs, state.step, loss_rng)
 
     (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

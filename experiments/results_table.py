@@ -1,0 +1,110 @@
+"""Trains every method of the README's results table under one budget and writes the table.
+
+  python experiments/results_table.py --dataset=digits --workdir=runs/table
+  python experiments/results_table.py --dataset=fashion_mnist --epochs=3 --workdir=runs/table
+
+Each row is one `python -m jssl.main` run (printed before it starts, and listed in the output
+file); a row whose run already finished is read from its metrics.jsonl, so an interrupted table
+resumes where it stopped (an interrupted run resumes from its last checkpoint). The budget is
+the same for every row: `--epochs` epochs at the batch size of the dataset's config, the same
+encoder, optimizer and evaluation; rows differ only in their method's own settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (label, run name, config file, extra overrides); every row runs `<config>.py:<dataset>`.
+ROWS = (
+    ('SimCLR', 'simclr', 'simclr', ()),
+    ('MoCo v2', 'moco', 'moco', ()),
+    ('MoCo v1', 'moco_v1', 'moco', ('--config.model.projection_layers=1',
+                                    '--config.moco.temperature=0.07')),
+    ('MoCo v3', 'moco_v3', 'moco_v3', ()),
+    ('InstDisc (NPID)', 'instdisc', 'instdisc', ()),
+    ('NNCLR', 'nnclr', 'nnclr', ()),
+    ('MeanShift', 'meanshift', 'meanshift', ()),
+    ('PIRL', 'pirl', 'pirl', ()),
+    ('CMC', 'cmc', 'cmc', ()),
+    ('Triplet', 'triplet', 'triplet', ()),
+    ('Margin contrastive', 'margin', 'triplet', ('--config.triplet.loss=margin_contrastive',)),
+    ('SupCon (uses labels)', 'supcon', 'supcon', ()),
+)
+
+
+def final_metrics(workdir: str) -> tuple[dict | None, dict | None]:
+  """(random-init evaluation, final evaluation) from a run's metrics.jsonl, None if absent."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return None, None
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  evals = [r for r in records if 'knn_top1' in r]
+  start = next((r for r in evals if r.get('random_init')), None)
+  last_step = max((r['step'] for r in records if 'loss' in r), default=-1)
+  end = next((r for r in evals if not r.get('random_init') and r['step'] == last_step), None)
+  return start, end
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--dataset', default='digits', choices=('digits', 'fashion_mnist'))
+  parser.add_argument('--epochs', type=int, default=None,
+                      help='budget per run (default: the digits configs\' 120 epochs)')
+  parser.add_argument('--workdir', default='runs/table')
+  parser.add_argument('--only', default='', help='comma-separated run names (e.g. moco,moco_v1; default all)')
+  parser.add_argument('--out', default=None, help='Markdown output (default <workdir>/<dataset>.md)')
+  args = parser.parse_args()
+  only = {s.strip() for s in args.only.split(',') if s.strip()}
+  lines = ['| method | knn_top1 | linear_top1 | wall time |', '|---|---|---|---|']
+  commands, baseline = [], None
+  for label, name, config, extra in ROWS:
+    if only and name not in only:
+      continue
+    workdir = os.path.join(args.workdir, args.dataset, name)
+    command = [sys.executable, '-m', 'jssl.main',
+               f'--config=experiments/configs/{config}.py:{args.dataset}',
+               f'--workdir={workdir}', *extra]
+    if args.epochs is not None:
+      command.append(f'--config.num_epochs={args.epochs}')
+    shown = ' '.join(['python'] + command[1:])
+    commands.append(shown)
+    start, end = final_metrics(workdir)
+    elapsed = None
+    if end is None:
+      print(f'[{label}] {shown}', flush=True)
+      tick = time.time()
+      subprocess.run(command, cwd=REPO, check=True, stderr=subprocess.DEVNULL)
+      elapsed = time.time() - tick
+      with open(os.path.join(workdir, 'wall_seconds.txt'), 'w') as f:
+        f.write(f'{elapsed:.0f}\n')
+      start, end = final_metrics(workdir)
+    elif os.path.exists(os.path.join(workdir, 'wall_seconds.txt')):
+      with open(os.path.join(workdir, 'wall_seconds.txt')) as f:
+        elapsed = float(f.read())
+    if start is not None and baseline is None:
+      baseline = start
+    wall = f'{elapsed / 60:.1f} min' if elapsed is not None else '?'
+    lines.append(f'| {label} | {end["knn_top1"]:.3f} | {end["linear_top1"]:.3f} | {wall} |')
+    print(lines[-1], flush=True)
+  if baseline is not None:
+    lines.append(f'| random init (same encoder) | {baseline["knn_top1"]:.3f} | '
+                 f'{baseline["linear_top1"]:.3f} | |')
+  text = '\n'.join(lines) + '\n\nCommands (from the repository root):\n\n' + '\n'.join(
+      f'    {c}' for c in commands) + '\n'
+  out = args.out or os.path.join(args.workdir, f'{args.dataset}.md')
+  os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
+  with open(out, 'w') as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,137 @@
+"""Pieces several methods share: the encoder + heads module, heads built from the config,
+view interleaving, and applying a network in training mode.
+
+Parameter trees of `EncoderProjector` are `{'encoder', 'projector'[, 'predictor']}`; an EMA
+target (MoCo's key encoder, BYOL's target) copies `{'encoder', 'projector'}` only, since the
+predictor exists on the online side alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jssl import augment
+from jssl import models
+from jssl.config import ConfigError
+
+PyTree = Any
+
+# Sub-trees of an EncoderProjector's params that an EMA target network copies.
+TARGET_KEYS = ('encoder', 'projector')
+
+
+class EncoderProjector(nn.Module):
+  """Encoder, projection head and an optional predictor.
+
+  `__call__` returns `(h, z, p)`: representation, projection, prediction (None without a
+  predictor). `project` runs encoder and projector only (target networks), `encode` the encoder
+  in inference mode (evaluation).
+  """
+  encoder: nn.Module
+  projector: nn.Module
+  predictor: nn.Module | None = None
+
+  def __call__(self, images, *, train: bool):
+    h, z = self.project(images, train=train)
+    p = self.predictor(z, train=train) if self.predictor is not None else None
+    return h, z, p
+
+  def project(self, images, *, train: bool):
+    h = self.encoder(images, train=train)
+    return h, self.projector(h, train=train)
+
+  def encode(self, images):
+    return self.encoder(images, train=False)
+
+
+def projection_head(config: ml_collections.ConfigDict) -> nn.Module:
+  """The projector of `config.model`: `projection_layers` Dense layers (BN + ReLU between)."""
+  m = config.model
+  return models.MLPHead(
+      hidden_dims=(m.projection_hidden_dim,) * (m.projection_layers - 1),
+      output_dim=m.projection_dim, dtype=models.DTYPES[m.dtype])
+
+
+def predictor_head(hidden_dim: int, output_dim: int, dtype: str) -> nn.Module:
+  """BYOL / MoCo v3 / NNCLR predictor: Dense -> BN -> ReLU -> Dense."""
+  return models.MLPHead(hidden_dims=(hidden_dim,), output_dim=output_dim,
+                        dtype=models.DTYPES[dtype])
+
+
+def encoder_projector(config: ml_collections.ConfigDict, *,
+                      predictor_hidden_dim: int = 0) -> EncoderProjector:
+  """`EncoderProjector` from `config.model`; a predictor when `predictor_hidden_dim > 0`."""
+  predictor = None
+  if predictor_hidden_dim > 0:
+    predictor = predictor_head(predictor_hidden_dim, config.model.projection_dim,
+                               config.model.dtype)
+  return EncoderProjector(encoder=models.encoder_from_config(config.model),
+                          projector=projection_head(config), predictor=predictor)
+
+
+def views_for(config: ml_collections.ConfigDict, count: int, method: str) -> tuple:
+  """The first `count` views of `config.augment`'s preset (1 for single-view methods).
+
+  Raises:
+    ConfigError: the preset has fewer than `count` views.
+  """
+  views = augment.views_from_config(config.augment, out_size=config.dataset.image_size)
+  if len(views) < count:
+    raise ConfigError(f'{method} uses {count} views; config.augment.preset='
+                      f'{config.augment.preset!r} gives {len(views)}.')
+  return tuple(views[:count])
+
+
+def interleave(views: tuple[jax.Array, ...]) -> jax.Array:
+  """[V] x [B, ...] -> [B * V, ...] with the V views of example i in rows i*V ... i*V+V-1.
+
+  One encoder call on the interleaved views keeps each device's examples on that device (no
+  resharding) while BatchNorm still normalises over every view of the global batch.
+  """
+  stacked = jnp.stack(views, axis=1)
+  return stacked.reshape((-1,) + stacked.shape[2:])
+
+
+def deinterleave(x: jax.Array, num_views: int) -> list[jax.Array]:
+  """Inverse of `interleave`: [B * V, ...] -> [V] x [B, ...]."""
+  x = x.reshape((-1, num_views) + x.shape[1:])
+  return [x[:, v] for v in range(num_views)]
+
+
+def apply_train(model: nn.Module, params: PyTree, batch_stats: PyTree, *args,
+                method=None, **kwargs) -> tuple[Any, PyTree]:
+  """Applies `model` in training mode; returns (outputs, new batch_stats)."""
+  outputs, updates = model.apply({'params': params, 'batch_stats': batch_stats}, *args,
+                                 train=True, mutable=['batch_stats'], method=method, **kwargs)
+  return outputs, updates.get('batch_stats', {})
+
+
+def target_subtree(tree: PyTree) -> PyTree:
+  """The encoder + projector part of an EncoderProjector tree (what a target network holds)."""
+  return {key: tree[key] for key in TARGET_KEYS if key in tree}
+
+
+def encode_fn(model: EncoderProjector):
+  """`Method.encode` of an EncoderProjector: the frozen encoder in inference mode."""
+
+  def encode(params, batch_stats, images):
+    return model.apply({'params': params, 'batch_stats': batch_stats}, images,
+                       method=EncoderProjector.encode)
+
+  return encode
+
+
+def init_target(params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:
+  """A target network's state at step 0: a copy of the online encoder + projector."""
+  return {'params': target_subtree(params), 'batch_stats': target_subtree(batch_stats)}
+
+
+def init_variables(model: nn.Module, rng: jax.Array, images: jax.Array) -> tuple[PyTree, PyTree]:
+  """(params, batch_stats) of `model` initialised on `images` in training mode."""
+  variables = model.init(rng, images, train=True)
+  return variables['params'], variables.get('batch_stats', {})
