@@ -4,12 +4,13 @@ cifar10 and imagenet2012 are written as real TFDS datasets (ArrayRecord, the cat
 and version, built by a TFDS builder without TensorFlow); Fashion-MNIST as real IDX files.
 Runs in-process on the 8 simulated devices of conftest.py.
 
-SimCLR's configs run the whole `train_and_evaluate` (checkpoints, kNN, linear probe) with
-their own encoders. The other methods share all of that, so their configs run two train steps
-and an encoding of a batch through `Run`, and their ResNet variants swap in the small CNN:
-compiling ResNet-18 on this 2-core CPU takes about a minute per config, and ResNet-18 itself is
-exercised by simclr.py:cifar10. Everything else of those configs (data, augmentation,
-optimizer, method sizes such as queues and banks) is used as written.
+SimCLR's digits and Fashion-MNIST configs run the whole `train_and_evaluate` (checkpoints,
+kNN, linear probe). Every other config runs two train steps and an encoding of a batch through
+`Run` (evaluation is the same code for every config); SimCLR's ResNet configs with their own
+ResNet-18 / ResNet-50, the other methods' ResNet variants with the small CNN swapped in:
+compiling a ResNet on this 2-core CPU takes about a minute per config. Everything else of
+those configs (data, augmentation, optimizer, method sizes such as queues and banks) is used as
+written.
 """
 
 import glob
@@ -120,8 +121,8 @@ def test_two_steps(path, variant, tfds_dir, fashion_dir, tmp_path):
     config.dataset.stored_size = 36
   config.num_steps = 2
   config.batch_size = 16
-  if config.method != 'simclr':
-    _two_steps_and_encode(config, str(tmp_path))
+  if config.method != 'simclr' or config.model.encoder != 'small_cnn':
+    _two_steps_and_encode(config, str(tmp_path), small_encoder=config.method != 'simclr')
     return
   config.checkpoint_every = 1
   config.eval.at_start = False
@@ -134,8 +135,8 @@ def test_two_steps(path, variant, tfds_dir, fashion_dir, tmp_path):
   assert 0.0 <= results['knn_top1'] <= 1.0 and 0.0 <= results['linear_top1'] <= 1.0
 
 
-def _two_steps_and_encode(config, workdir):
-  if config.model.encoder.startswith('resnet'):
+def _two_steps_and_encode(config, workdir, small_encoder):
+  if small_encoder and config.model.encoder.startswith('resnet'):
     config.model.encoder = 'small_cnn'
     config.model.widths = (8, 16)
   run = Run(config, workdir)

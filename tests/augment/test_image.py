@@ -298,7 +298,7 @@ def test_view_config_validation():
 
 
 def test_presets():
-  assert set(presets.PRESETS) == {'simclr', 'simclr_cifar', 'byol', 'small'}
+  assert set(presets.PRESETS) == {'simclr', 'simclr_cifar', 'byol', 'small', 'crop_flip'}
   simclr = presets.get_views('simclr', out_size=32)
   assert len(simclr) == 2 and simclr[0] == simclr[1]
   assert (simclr[0].brightness, simclr[0].hue, simclr[0].blur_prob) == (0.8, 0.2, 0.5)
