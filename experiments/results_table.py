@@ -60,6 +60,8 @@ def main() -> None:
                       help='budget per run (default: the digits configs\' 120 epochs)')
   parser.add_argument('--workdir', default='runs/table')
   parser.add_argument('--only', default='', help='comma-separated run names (e.g. moco,moco_v1; default all)')
+  parser.add_argument('--report_only', action='store_true',
+                      help='train nothing; rows without a finished run are marked "not run"')
   parser.add_argument('--out', default=None, help='Markdown output (default <workdir>/<dataset>.md)')
   args = parser.parse_args()
   only = {s.strip() for s in args.only.split(',') if s.strip()}
@@ -83,6 +85,9 @@ def main() -> None:
     commands.append(shown)
     start, end = final_metrics(workdir)
     elapsed = None
+    if end is None and args.report_only:
+      lines.append(f'| {label} | not run | | | |')
+      continue
     if end is None:
       print(f'[{label}] {shown}', flush=True)
       tick = time.time()

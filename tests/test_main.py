@@ -24,8 +24,7 @@ TINY = ['--config.batch_size=32', '--config.num_steps=12', '--config.checkpoint_
 
 def _env(devices):
   env = dict(os.environ)
-  env['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={devices} '
-                      '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true')
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
   env['JAX_PLATFORMS'] = 'cpu'
   env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
   return env
