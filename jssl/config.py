@@ -45,6 +45,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment[name] = config_dict.placeholder(float)
   c.augment.crop_scale = config_dict.placeholder(tuple)
   c.augment.crop_ratio = config_dict.placeholder(tuple)
+  # Multi-crop (SwAV, DINO): methods that use it take the preset's two (global) views followed
+  # by `num_local_crops` small views of the first view's kind, `local_crop_size` pixels a side
+  # (None: image_size * 96 / 224, the papers' ratio) cropped from `local_crop_scale` of the area.
+  c.augment.num_local_crops = 0
+  c.augment.local_crop_size = config_dict.placeholder(int)
+  c.augment.local_crop_scale = (0.05, 0.4)
 
   c.batch_size = 256  # global batch over all devices and hosts
   c.num_epochs = 100
@@ -181,6 +187,13 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
            f'{sorted(models.DTYPES)}.')
   _require(config.model.projection_layers >= 1,
            f'config.model.projection_layers={config.model.projection_layers} must be >= 1.')
+  _require(config.augment.num_local_crops >= 0,
+           f'config.augment.num_local_crops={config.augment.num_local_crops} must be >= 0.')
+  _require(config.augment.local_crop_size is None or
+           1 <= config.augment.local_crop_size <= config.dataset.image_size,
+           f'config.augment.local_crop_size={config.augment.local_crop_size} must be in '
+           f'[1, config.dataset.image_size={config.dataset.image_size}] (or None for '
+           'image_size * 96 / 224).')
   _require(config.augment.preset in augment.PRESETS,
            f'config.augment.preset={config.augment.preset!r} is unknown; choose one of '
            f'{sorted(augment.PRESETS)}.')

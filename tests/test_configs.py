@@ -143,7 +143,7 @@ def _two_steps_and_encode(config, workdir, small_encoder):
   try:
     losses = []
     for _ in range(2):
-      run.state, metrics = run.train_step(run.state, run.device_batch(next(run.iterator)))
+      metrics = run.advance(next(run.iterator))
       losses.append(float(metrics['loss']))
   finally:
     run.iterator.close()

@@ -15,5 +15,7 @@ from jssl.augment.image import random_solarize
 from jssl.augment.image import to_float
 from jssl.augment.image import ViewConfig
 from jssl.augment.presets import get_views
+from jssl.augment.presets import local_crop_size
+from jssl.augment.presets import multicrop
 from jssl.augment.presets import PRESETS
 from jssl.augment.presets import views_from_config

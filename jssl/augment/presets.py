@@ -95,11 +95,56 @@ def get_views(name: str, *, out_size: int, **overrides) -> tuple[ViewConfig, ...
   return tuple(dataclasses.replace(view, **overrides) for view in PRESETS[name](out_size))
 
 
-def views_from_config(augment_config, *, out_size: int) -> tuple[ViewConfig, ...]:
+# Fields of a config's `augment` section that are not ViewConfig overrides.
+_MULTICROP_FIELDS = ('num_local_crops', 'local_crop_size', 'local_crop_scale')
+
+
+def local_crop_size(image_size: int) -> int:
+  """Default side of a multi-crop local view: 96/224 of the global views (SwAV, DINO)."""
+  return max(1, round(image_size * 96 / 224))
+
+
+def multicrop(global_views: tuple[ViewConfig, ...], *, num_local: int, local_size: int,
+              local_scale: tuple[float, float]) -> tuple[ViewConfig, ...]:
+  """Global views followed by `num_local` small crops (Caron et al. 2020, multi-crop).
+
+  Each local view is the first global view with a smaller output side and crop scale, so the
+  photometric augmentations stay the same.
+
+  Args:
+    global_views: the full-resolution views (e.g. a preset's pair).
+    num_local: number of local views to append (0 returns `global_views`).
+    local_size: side of the local views.
+    local_scale: (min, max) fraction of the image area a local crop keeps.
+
+  Returns:
+    `global_views + (local,) * num_local`.
+  """
+  local = dataclasses.replace(global_views[0], out_size=local_size, crop_scale=local_scale)
+  return tuple(global_views) + (local,) * num_local
+
+
+def views_from_config(augment_config, *, out_size: int,
+                      multi_crop: bool = False) -> tuple[ViewConfig, ...]:
   """`get_views` from a config's `augment` section: `preset` plus every field that is set.
 
   Fields left at None keep the preset's value; e.g. `--config.augment.blur_prob=0.0`.
+
+  Args:
+    augment_config: the config's `augment` section.
+    out_size: side of the preset's views.
+    multi_crop: append `augment_config.num_local_crops` local views (see `multicrop`); only
+      methods that consume them ask for this.
+
+  Returns:
+    Tuple of `ViewConfig`.
   """
   overrides = {key: value for key, value in augment_config.items()
-               if key != 'preset' and value is not None}
-  return get_views(augment_config.preset, out_size=out_size, **overrides)
+               if key not in ('preset',) + _MULTICROP_FIELDS and value is not None}
+  views = get_views(augment_config.preset, out_size=out_size, **overrides)
+  num_local = augment_config.get('num_local_crops', 0)
+  if not multi_crop or not num_local:
+    return views
+  size = augment_config.get('local_crop_size') or local_crop_size(out_size)
+  return multicrop(views, num_local=num_local, local_size=size,
+                   local_scale=tuple(augment_config.local_crop_scale))

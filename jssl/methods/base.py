@@ -58,11 +58,17 @@ class LossOutput(NamedTuple):
     extra: the method's new extra state (EMA target, queue, bank, ...; {} for SimCLR).
     metrics: scalar diagnostics to log.
     features: [B, F] encoder representations of the first view, for the online probe.
+    embeddings: (e1, e2), two [B, D] outputs for two views of the same B examples, in the
+      space the loss acts on (projections, predictions or prototype scores; not normalised).
+      The loop logs collapse diagnostics from them every step (`jssl.eval.diagnostics`):
+      RankMe, the per-dimension std of the normalised outputs, alignment and uniformity.
+      None skips them (every built-in method returns them).
   """
   batch_stats: PyTree
   extra: PyTree
   metrics: dict[str, jax.Array]
   features: jax.Array
+  embeddings: tuple | None = None
 
 
 class Method(NamedTuple):
@@ -80,6 +86,13 @@ class Method(NamedTuple):
       returned in `LossOutput.extra` and kept only if the step's loss and gradients are finite.
     encode: (params, batch_stats, images [B, H, W, C]) -> [B, F] frozen-encoder features
       (inference mode: BatchNorm running averages).
+    epoch_start: optional; (params, opt_state, extra, features, epoch, rng) ->
+      (params, opt_state, extra), called by the loop before the first step of every epoch
+      (including epoch 0, and again when a run resumes exactly at an epoch boundary, since
+      checkpoints are taken before it). `features` is [N, F] float32: `encode` of every
+      training example's evaluation view, row i = example i (`Batch.index`), replicated;
+      `epoch` an int32 scalar; `rng` a key that depends only on the epoch. DeepCluster
+      clusters them and re-initialises its classifier (and that part of `opt_state`) here.
   """
   name: str
   views: tuple
@@ -87,3 +100,4 @@ class Method(NamedTuple):
   init: Callable[..., tuple[PyTree, PyTree, PyTree]]
   loss: Callable[..., tuple[jax.Array, LossOutput]]
   encode: Callable[..., jax.Array]
+  epoch_start: Callable[..., tuple[PyTree, PyTree, PyTree]] | None = None

@@ -295,7 +295,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                'bank_positive_cosine': jnp.mean(jnp.sum(n1 * positive_2, axis=-1))}
     features = jnp.concatenate([h1, h2], axis=-1)
     return value, LossOutput(batch_stats=batch_stats, extra=new_extra, metrics=metrics,
-                             features=features)
+                             features=features, embeddings=(z1, z2))
 
   def encode(params, batch_stats, images):
     return model.apply({'params': params, 'batch_stats': batch_stats}, *split(images),

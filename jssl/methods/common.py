@@ -87,6 +87,24 @@ def views_for(config: ml_collections.ConfigDict, count: int, method: str) -> tup
   return tuple(views[:count])
 
 
+def multicrop_views(config: ml_collections.ConfigDict, method: str) -> tuple:
+  """The preset's two global views followed by `config.augment.num_local_crops` local ones.
+
+  For multi-crop methods (SwAV, DINO): `Batch.views` then holds 2 views of
+  `config.dataset.image_size` and V - 2 of `config.augment.local_crop_size`.
+
+  Raises:
+    ConfigError: the preset has fewer than two views.
+  """
+  views = augment.views_from_config(config.augment, out_size=config.dataset.image_size,
+                                    multi_crop=True)
+  if len(views) - config.augment.num_local_crops < 2:
+    raise ConfigError(f'{method} uses two global views; config.augment.preset='
+                      f'{config.augment.preset!r} gives {len(views)}.')
+  num_global = len(views) - config.augment.num_local_crops
+  return tuple(views[:2]) + tuple(views[num_global:])
+
+
 def interleave(views: tuple[jax.Array, ...]) -> jax.Array:
   """[V] x [B, ...] -> [B * V, ...] with the V views of example i in rows i*V ... i*V+V-1.
 

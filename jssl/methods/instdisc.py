@@ -152,7 +152,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     # mean_k v.n_k = v . mean_k n_k: one pass over the negatives, no [B, K] matrix.
     metrics['negative_similarity'] = jnp.mean(jnp.sum(vn * jnp.mean(negatives, axis=1), -1))
     return value, LossOutput(batch_stats=batch_stats, extra=new_extra, metrics=metrics,
-                             features=h)
+                             features=h, embeddings=(v, positive))
 
   return Method(name='instdisc', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

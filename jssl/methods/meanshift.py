@@ -148,7 +148,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     new_extra = {'target': {'params': target_params, 'batch_stats': target_stats},
                  'queue': queue, 'queue_pointer': pointer}
     return value, LossOutput(batch_stats=batch_stats, extra=new_extra, metrics=metrics,
-                             features=h)
+                             features=h, embeddings=(p, t))
 
   return Method(name='meanshift', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

@@ -92,7 +92,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                'positive_cosine': jnp.mean(jnp.sum(qn * k, axis=-1)),
                'negative_cosine': jnp.mean(qn @ extra['queue'].T)}
     return value, LossOutput(batch_stats=batch_stats, extra=new_extra, metrics=metrics,
-                             features=h)
+                             features=h, embeddings=(q, k))
 
   return Method(name='moco', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

@@ -75,7 +75,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     metrics = {'momentum': momentum,
                'positive_cosine': jnp.mean(jnp.sum(q1 * losses.l2_normalize(keys[1]), -1))}
     return value, LossOutput(batch_stats=batch_stats, extra=new_extra, metrics=metrics,
-                             features=features)
+                             features=features,
+                             embeddings=(queries[0], keys[1]))
 
   return Method(name='moco_v3', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

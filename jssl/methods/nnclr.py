@@ -112,7 +112,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                'positive_cosine': jnp.mean(jnp.sum(nn1 * p2_unit, axis=-1))}
     return value, LossOutput(batch_stats=batch_stats,
                              extra={'queue': queue, 'queue_pointer': pointer},
-                             metrics=metrics, features=h1)
+                             metrics=metrics, features=h1, embeddings=(z1, z2))
 
   return Method(name='nnclr', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

@@ -266,7 +266,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                     'positive_similarity_jigsaw': similarity(z_jigsaw),
                     'positive_similarity_image': similarity(z_image)})
     return value, LossOutput(batch_stats=batch_stats, extra=new_extra, metrics=metrics,
-                             features=h)
+                             features=h, embeddings=(z_image, z_jigsaw))
 
   def encode(params, batch_stats, images):
     return common.encode_fn(model)(common.target_subtree(params), batch_stats, images)

@@ -40,7 +40,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     z1, z2 = common.deinterleave(z, 2)
     value = losses.nt_xent(z1, z2, temperature=temperature)
     return value, LossOutput(batch_stats=batch_stats, extra=extra, metrics={},
-                             features=common.deinterleave(h, 2)[0])
+                             features=common.deinterleave(h, 2)[0], embeddings=(z1, z2))
 
   return Method(name='simclr', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

@@ -83,7 +83,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     n2 = losses.l2_normalize(jax.lax.stop_gradient(z2))
     metrics = {'positive_cosine': jnp.mean(jnp.sum(n1 * n2, axis=-1))}
     return value, LossOutput(batch_stats=batch_stats, extra=extra, metrics=metrics,
-                             features=common.deinterleave(h, 2)[0])
+                             features=common.deinterleave(h, 2)[0], embeddings=(z1, z2))
 
   return Method(name='supcon', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

@@ -150,7 +150,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                'negative_distance': jnp.mean(d_negative),
                'active_fraction': jnp.mean(active.astype(jnp.float32))}
     return value, LossOutput(batch_stats=batch_stats, extra=extra, metrics=metrics,
-                             features=common.deinterleave(h, 2)[0])
+                             features=common.deinterleave(h, 2)[0], embeddings=(z1, z2))
 
   return Method(name='triplet', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

@@ -35,8 +35,9 @@ from jssl.train.step import make_train_step
 
 log = logging.getLogger(__name__)
 
-# Step t uses fold_in(root, t); initialisation uses an index no step reaches.
+# Step t uses fold_in(root, t); initialisation and epoch hooks use indices no step reaches.
 _INIT_STREAM = 2**31 - 1
+_EPOCH_STREAM = 2**31 - 2
 
 
 class NonFiniteLossError(RuntimeError):
@@ -107,10 +108,47 @@ class Run:
         donate_argnums=0)
     self.feature_fn = evaluation.make_feature_fn(self.method.encode, self.mesh,
                                                  config.dataset.image_size)
+    self.epoch_start = None
+    if self.method.epoch_start is not None:
+      shardings = (self.state_sharding.params, self.state_sharding.opt_state,
+                   self.state_sharding.extra)
+      self.epoch_start = jax.jit(self.method.epoch_start, out_shardings=shardings)
 
   def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     return {key: jax.make_array_from_process_local_data(self.batch_sharding, batch[key])
             for key in ('image', 'label', 'index')}
+
+  def start_epoch(self, epoch: int) -> None:
+    """Runs the method's `epoch_start` hook (if any) on the current state.
+
+    The hook sees the frozen encoder's features of the whole training split (evaluation
+    view, row i = example i) and a key that depends only on the epoch, so a run resumed at an
+    epoch boundary repeats exactly what the uninterrupted run did.
+    """
+    if self.epoch_start is None:
+      return
+    features, _, _ = evaluation.extract(self.feature_fn, self.state, self.dataset.train,
+                                        batch_size=self.config.eval.batch_size, mesh=self.mesh)
+    features = jax.device_put(features, NamedSharding(self.mesh, P()))
+    root = jax.random.wrap_key_data(self.state.rng)
+    rng = jax.random.fold_in(jax.random.fold_in(root, _EPOCH_STREAM), epoch)
+    params, opt_state, extra = self.epoch_start(
+        self.state.params, self.state.opt_state, self.state.extra, features,
+        jnp.asarray(epoch, jnp.int32), rng)
+    self.state = self.state.replace(params=params, opt_state=opt_state, extra=extra)
+
+  def advance(self, batch: dict[str, np.ndarray], step: int | None = None) -> dict[str, Any]:
+    """One training step on a host batch from `self.iterator`; returns the step's metrics.
+
+    Before the first step of an epoch, runs the method's `epoch_start` hook. `step` is the
+    number of steps taken so far (read from the state when None, which waits for the device).
+    """
+    if self.epoch_start is not None:
+      step = int(self.state.step) if step is None else step
+      if step % self.iterator.steps_per_epoch == 0:
+        self.start_epoch(step // self.iterator.steps_per_epoch)
+    self.state, metrics = self.train_step(self.state, self.device_batch(batch))
+    return metrics
 
   def evaluate(self) -> dict[str, float]:
     return evaluation.evaluate(self.feature_fn, self.state, self.dataset, self.config.eval,
@@ -176,8 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   try:
     for step in range(start_step, run.num_steps):
-      batch = run.device_batch(next(run.iterator))
-      run.state, metrics = run.train_step(run.state, batch)
+      metrics = run.advance(next(run.iterator), step)
       pending.append((step + 1, metrics))
       images_per_log += config.batch_size
       done = step + 1

@@ -53,7 +53,7 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
 
 
 def plot_metrics(metrics_path: str, out_path: str) -> None:
-  """Saves a PNG with the training loss and the evaluation accuracies against the step."""
+  """Saves a PNG: training loss, collapse diagnostics and evaluation accuracies vs the step."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -61,9 +61,25 @@ def plot_metrics(metrics_path: str, out_path: str) -> None:
   records = read_metrics(metrics_path)
   train = [r for r in records if 'loss' in r and math.isfinite(r['loss'])]
   evals = [r for r in records if 'knn_top1' in r]
-  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+  fig, (ax_loss, ax_collapse, ax_acc) = plt.subplots(1, 3, figsize=(16, 4))
   ax_loss.plot([r['step'] for r in train], [r['loss'] for r in train], lw=1)
   ax_loss.set(xlabel='step', ylabel='training loss', title='loss')
+  # RankMe on its own axis (up to min(N, D)); the normalised-output std (0 when collapsed) on
+  # a twin axis.
+  if any('rankme' in r for r in train):
+    ax_collapse.plot([r['step'] for r in train], [r.get('rankme') for r in train], lw=1,
+                     label='rankme (outputs)')
+    ax_collapse.plot([r['step'] for r in train], [r.get('rankme_features') for r in train],
+                     lw=1, label='rankme (features)')
+    ax_collapse.set(xlabel='step', ylabel='effective rank', title='collapse diagnostics')
+    ax_collapse.legend(loc='upper left')
+    ax_std = ax_collapse.twinx()
+    ax_std.plot([r['step'] for r in train], [r.get('output_std') for r in train], lw=1,
+                color='tab:red', label='output_std')
+    ax_std.set(ylabel='std of normalised outputs')
+    ax_std.legend(loc='upper right')
+  else:
+    ax_collapse.set_axis_off()
   for key in ('knn_top1', 'linear_top1', 'online_linear_top1'):
     points = [(r['step'], r[key]) for r in evals if key in r]
     if points:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jssl import augment
+from jssl.eval import diagnostics
 from jssl.methods.base import Batch
 from jssl.methods.base import Method
 from jssl.train.state import TrainState
@@ -82,6 +83,8 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
         'online_probe_top1': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
         **out.metrics,
     }
+    if out.embeddings is not None:
+      metrics.update(diagnostics.collapse_metrics(*out.embeddings, features))
     return new_state, metrics
 
   return train_step

@@ -46,8 +46,7 @@ def tiny_config(name):
 
 
 def _step(run, batch):
-  run.state, metrics = run.train_step(run.state, run.device_batch(batch))
-  return float(metrics['loss'])
+  return float(run.advance(batch)['loss'])
 
 
 def run_record(name, workdir):
