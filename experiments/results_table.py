@@ -2,6 +2,7 @@
 
   python experiments/results_table.py --dataset=digits --workdir=runs/table
   python experiments/results_table.py --dataset=fashion_mnist --epochs=3 --workdir=runs/table
+  python experiments/results_table.py --family=noncontrastive --dataset=digits --epochs=60
 
 Each row is one `python -m jssl.main` run (printed before it starts, and listed in the output
 file); a row whose run already finished is read from its metrics.jsonl, so an interrupted table
@@ -22,7 +23,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (label, run name, config file, extra overrides); every row runs `<config>.py:<dataset>`.
-ROWS = (
+CONTRASTIVE = (
     ('SimCLR', 'simclr', 'simclr', ()),
     ('MoCo v2', 'moco', 'moco', ()),
     ('MoCo v1', 'moco_v1', 'moco', ('--config.model.projection_layers=1',
@@ -37,6 +38,33 @@ ROWS = (
     ('Margin contrastive', 'margin', 'triplet', ('--config.triplet.loss=margin_contrastive',)),
     ('SupCon (uses labels)', 'supcon', 'supcon', ()),
 )
+
+# Non-contrastive and clustering methods, with the classic collapse ablations.
+NONCONTRASTIVE = (
+    ('BYOL', 'byol', 'byol', ()),
+    ('BYOL without predictor', 'byol_no_predictor', 'byol',
+     ('--config.byol.predictor_hidden_dim=0',)),
+    ('SimSiam', 'simsiam', 'simsiam', ()),
+    ('SimSiam without stop-gradient', 'simsiam_no_stop_gradient', 'simsiam',
+     ('--config.simsiam.stop_gradient=false',)),
+    ('Barlow Twins', 'barlow_twins', 'barlow_twins', ()),
+    ('VICReg', 'vicreg', 'vicreg', ()),
+    ('SwAV', 'swav', 'swav', ()),
+    ('DINO', 'dino', 'dino', ()),
+    ('DeepCluster', 'deepcluster', 'deepcluster', ()),
+    ('Local Aggregation', 'local_aggregation', 'local_aggregation', ()),
+)
+
+FAMILIES = {'contrastive': CONTRASTIVE, 'noncontrastive': NONCONTRASTIVE}
+
+
+def last_diagnostics(workdir: str) -> str:
+  """'output_std / rankme' of the last training step's record, or '–' if not logged."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  last = next((r for r in reversed(records) if 'output_std' in r), None)
+  return '–' if last is None else f'{last["output_std"]:.3f} / {last["rankme"]:.1f}'
 
 
 def final_metrics(workdir: str) -> tuple[dict | None, dict | None]:
@@ -59,16 +87,21 @@ def main() -> None:
   parser.add_argument('--epochs', type=int, default=None,
                       help='budget per run (default: the digits configs\' 120 epochs)')
   parser.add_argument('--workdir', default='runs/table')
+  parser.add_argument('--family', default='contrastive', choices=sorted(FAMILIES),
+                      help='which table: the contrastive methods, or the non-contrastive and '
+                      'clustering ones with the collapse ablations')
   parser.add_argument('--only', default='', help='comma-separated run names (e.g. moco,moco_v1; default all)')
   parser.add_argument('--report_only', action='store_true',
                       help='train nothing; rows without a finished run are marked "not run"')
   parser.add_argument('--out', default=None, help='Markdown output (default <workdir>/<dataset>.md)')
   args = parser.parse_args()
   only = {s.strip() for s in args.only.split(',') if s.strip()}
-  lines = ['| method | knn_top1 | linear_top1 | random init: knn / linear | wall time |',
-           '|---|---|---|---|---|']
+  diagnostics = args.family != 'contrastive'
+  header = '| method | knn_top1 | linear_top1 | random init: knn / linear |'
+  header += ' output std / RankMe at the end |' if diagnostics else ''
+  lines = [header + ' wall time |', '|---' * (6 if diagnostics else 5) + '|']
   commands, baseline = [], None
-  for label, name, config, extra in ROWS:
+  for label, name, config, extra in FAMILIES[args.family]:
     if only and name not in only:
       continue
     workdir = os.path.join(args.workdir, args.dataset, name)
@@ -86,7 +119,7 @@ def main() -> None:
     start, end = final_metrics(workdir)
     elapsed = None
     if end is None and args.report_only:
-      lines.append(f'| {label} | not run | | | |')
+      lines.append(f'| {label} | not run |' + ' |' * (4 if diagnostics else 3))
       continue
     if end is None:
       print(f'[{label}] {shown}', flush=True)
@@ -105,15 +138,18 @@ def main() -> None:
       raise RuntimeError(f'{workdir} has no random-init evaluation (eval.at_start was off).')
     wall = f'{elapsed / 60:.1f} min' if elapsed is not None else '?'
     init = f'{start["knn_top1"]:.3f} / {start["linear_top1"]:.3f}' if start else 'see below'
-    lines.append(f'| {label} | {end["knn_top1"]:.3f} | {end["linear_top1"]:.3f} | {init} | '
-                 f'{wall} |')
+    collapse = f' {last_diagnostics(workdir)} |' if diagnostics else ''
+    lines.append(f'| {label} | {end["knn_top1"]:.3f} | {end["linear_top1"]:.3f} | {init} |'
+                 f'{collapse} {wall} |')
     print(lines[-1], flush=True)
   if baseline is not None:
-    lines.append(f'| random init (SimCLR\'s initial encoder) | {baseline["knn_top1"]:.3f} | '
-                 f'{baseline["linear_top1"]:.3f} | | |')
+    first = FAMILIES[args.family][0][0]
+    lines.append(f'| random init ({first}\'s initial encoder) | {baseline["knn_top1"]:.3f} | '
+                 f'{baseline["linear_top1"]:.3f} |' + ' |' * (3 if diagnostics else 2))
   text = '\n'.join(lines) + '\n\nCommands (from the repository root):\n\n' + '\n'.join(
       f'    {c}' for c in commands) + '\n'
-  out = args.out or os.path.join(args.workdir, f'{args.dataset}.md')
+  suffix = '' if args.family == 'contrastive' else f'_{args.family}'
+  out = args.out or os.path.join(args.workdir, f'{args.dataset}{suffix}.md')
   os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
   with open(out, 'w') as f:
     f.write(text)

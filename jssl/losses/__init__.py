@@ -1,5 +1,12 @@
 """Pure loss functions of arrays (see each docstring for shapes and the paper)."""
 
+from jssl.losses.clustering import (
+    dino,
+    dino_center_update,
+    sinkhorn,
+    swav,
+    swav_multicrop,
+)
 from jssl.losses.contrastive import (
     batch_info_nce,
     info_nce,
@@ -10,14 +17,33 @@ from jssl.losses.contrastive import (
     supcon,
     triplet,
 )
+from jssl.losses.noncontrastive import (
+    barlow_twins,
+    barlow_twins_terms,
+    byol,
+    negative_cosine,
+    vicreg,
+    vicreg_terms,
+)
 
 __all__ = [
+    'barlow_twins',
+    'barlow_twins_terms',
     'batch_info_nce',
+    'byol',
+    'dino',
+    'dino_center_update',
     'info_nce',
     'l2_normalize',
     'margin_contrastive',
     'nce',
+    'negative_cosine',
     'nt_xent',
+    'sinkhorn',
     'supcon',
+    'swav',
+    'swav_multicrop',
     'triplet',
+    'vicreg',
+    'vicreg_terms',
 ]

@@ -1,31 +1,47 @@
 """Self-supervised methods: each a module with `create(config) -> Method`."""
 
+from jssl.methods import barlow_twins
+from jssl.methods import byol
 from jssl.methods import cmc
+from jssl.methods import deepcluster
+from jssl.methods import dino
 from jssl.methods import instdisc
+from jssl.methods import local_aggregation
 from jssl.methods import meanshift
 from jssl.methods import moco
 from jssl.methods import moco_v3
 from jssl.methods import nnclr
 from jssl.methods import pirl
 from jssl.methods import simclr
+from jssl.methods import simsiam
 from jssl.methods import supcon
+from jssl.methods import swav
 from jssl.methods import triplet
+from jssl.methods import vicreg
 from jssl.methods.base import Batch
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
 
 METHODS = {
+    'barlow_twins': barlow_twins.create,
+    'byol': byol.create,
     'cmc': cmc.create,
+    'deepcluster': deepcluster.create,
+    'dino': dino.create,
     'instdisc': instdisc.create,
+    'local_aggregation': local_aggregation.create,
     'meanshift': meanshift.create,
     'moco': moco.create,
     'moco_v3': moco_v3.create,
     'nnclr': nnclr.create,
     'pirl': pirl.create,
     'simclr': simclr.create,
+    'simsiam': simsiam.create,
     'supcon': supcon.create,
+    'swav': swav.create,
     'triplet': triplet.create,
+    'vicreg': vicreg.create,
 }
 
 __all__ = ['METHODS', 'Batch', 'LossOutput', 'Method', 'TrainInfo']

@@ -1,0 +1,55 @@
+"""SwAV (Caron et al. 2020): online clustering, swapped prediction of Sinkhorn codes, multi-crop.
+
+Default (digits, the embedded dataset):
+  python -m jssl.main --config=experiments/configs/swav.py --workdir=/tmp/jssl/swav_digits
+
+Variants (`swav.py:<variant>`):
+  fashion_mnist  Fashion-MNIST from its IDX files (Debian package dataset-fashion-mnist)
+  cifar10        TFDS cifar10, ResNet-18 with the CIFAR stem, LARS, 3000 prototypes, queue
+Any field can be overridden: --config.swav.num_prototypes=100 --config.augment.num_local_crops=4
+"""
+
+import ml_collections
+
+from jssl import config as jssl_config
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+  config = jssl_config.base_config()
+  config.method = 'swav'
+  config.swav = ml_collections.ConfigDict({
+      'num_prototypes': 30,  # paper: 3000 on ImageNet; a few times the 10 classes here
+      'temperature': 0.1,
+      'epsilon': 0.05,  # Sinkhorn's entropy regularisation
+      'sinkhorn_iterations': 3,
+      'freeze_prototypes_epochs': 1.0,  # prototypes get no gradient during the first epoch
+      'queue_size': 0,  # 0: no queue; else a multiple of the global batch
+      'queue_start_epoch': 15.0,  # paper's setting for batch 256 (queue 3840)
+  })
+  dataset = variant or 'digits'
+  if dataset not in jssl_config.DATA_PRESETS:
+    raise ValueError(f'unknown variant {variant!r} of swav.py; choose one of: digits, '
+                     'fashion_mnist, cifar10')
+  jssl_config.apply_data_preset(config, dataset)
+  # Multi-crop: the preset's two global views plus small local crops.
+  if dataset == 'digits':
+    # 2 local crops of 8 px (half the 16-px global side, a quarter of the encoder cost each);
+    # a crop below ~10% of an 8x8 digit is a few blurred pixels, so local crops keep 10-40%.
+    config.augment.num_local_crops = 2
+    config.augment.local_crop_size = 8
+    config.augment.local_crop_scale = (0.1, 0.4)
+  elif dataset == 'fashion_mnist':
+    config.swav.num_prototypes = 100
+    config.augment.num_local_crops = 2  # of 12 px (28 * 96 / 224)
+    config.augment.local_crop_scale = (0.1, 0.4)
+  elif dataset == 'cifar10':
+    # The paper's multi-crop (2 x 224 + 6 x 96, scales (0.14, 1) and (0.05, 0.14)) at 32 px.
+    config.augment.crop_scale = (0.14, 1.0)
+    config.augment.num_local_crops = 6  # of 14 px (32 * 96 / 224)
+    config.augment.local_crop_scale = (0.05, 0.14)
+    config.swav.num_prototypes = 3000
+    # The paper adds a queue below batch 2048 (3840 at batch 256, from epoch 15); 4096 is the
+    # nearest multiple of this batch of 512.
+    config.swav.queue_size = 4096
+    config.optimizer.base_learning_rate = 0.6  # x batch/256; SwAV's batch-256 LARS rate
+  return config
