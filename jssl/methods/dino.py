@@ -3,26 +3,29 @@
 The student (encoder + DINO head) sees every view; the teacher, an EMA of the student with a
 cosine momentum schedule (0.996 -> 1 in the paper), sees only the two global views. The
 teacher's outputs are centred (minus a running mean of them, momentum 0.9) and sharpened
-(temperature 0.04 -> 0.07 after a linear warm-up) into targets with no gradient; the student's
+(temperature 0.04, or 0.04 -> 0.07 after a linear warm-up) into targets with no gradient; the student's
 softmax at temperature 0.1 predicts them for every pair (teacher view i, student view v != i),
 averaged over the pairs (`jssl.losses.dino`). Centring prevents one output from dominating,
 sharpening prevents the uniform collapse.
 
 Choices where the paper leaves room:
 
-* The head (`DINOHead`): `head_layers` Dense layers (hidden `head_hidden_dim`, GELU, no BN —
-  DINO's default), the last to `bottleneck_dim`, then L2 normalisation and a weight-normalised
-  linear layer without bias to `out_dim` (`NormalizedLinear`: the gain is fixed to 1, DINO's
-  `norm_last_layer=True`). Dense layers are initialised with a truncated normal of std 0.02 as
-  in DINO's code. The last layer's gradient is stopped during the first
-  `freeze_last_layer_epochs` (DINO's code: 1 epoch), which stabilises the start.
-* BatchNorm: the DINO head has none, but the encoder (small CNN, ResNet) keeps its BatchNorm,
-  as DINO's ResNet-50 runs do (with SyncBN: statistics over the global batch, here automatic).
-  The student's encoder runs once per resolution group (the two global views interleaved in
-  one call, the local views in another), as DINO's multi-crop wrapper does, so the statistics
-  are per group. The teacher runs in training mode, with its own running averages, as DINO's
-  teacher (which is never put in eval mode); its parameters are the EMA, its batch statistics
-  its own (like MoCo v3 here).
+* The head (`DINOHead`): `head_layers` Dense layers (hidden `head_hidden_dim`, GELU), the last
+  to `bottleneck_dim`, then L2 normalisation and a weight-normalised linear layer without bias
+  to `out_dim` (`NormalizedLinear`: the gain is fixed to 1, DINO's `norm_last_layer=True`).
+  Dense layers are initialised with a truncated normal of std 0.02 as in DINO's code. The last
+  layer's gradient is stopped during the first `freeze_last_layer_epochs` (DINO's code: 1
+  epoch), which stabilises the start.
+* BatchNorm: the encoder (small CNN, ResNet) keeps its BatchNorm, as DINO's ResNet-50 runs do
+  (with SyncBN: statistics over the global batch, here automatic). The student's encoder runs
+  once per resolution group (the two global views interleaved in one call, the local views in
+  another), as DINO's multi-crop wrapper does, so the statistics are per group. The paper's
+  head has no BatchNorm (`head_bn=False`, used for cifar10); `head_bn=True` (DINO's
+  `use_bn_in_head` option) adds it before each GELU, normalising over all views at once since
+  the head runs once on every view. The small-CNN configs turn it on: without it the digits
+  run collapsed to uniform targets (see experiments/configs/dino.py). The teacher runs in
+  training mode, with its own running averages, as DINO's teacher (never put in eval mode);
+  its parameters are the EMA, its batch statistics its own (like MoCo v3 here).
 * Teacher temperature: linear in the step from `warmup_teacher_temp` to `teacher_temp` over
   `warmup_teacher_temp_epochs` epochs (DINO's code is a per-epoch staircase reaching the final
   value at the last warm-up epoch; per step is smoother and exact for any epoch length), then
@@ -69,25 +72,31 @@ LAST_LAYER = ('head', 'last_layer', 'kernel')
 class DINOHead(nn.Module):
   """DINO's projection head: [N, F] -> (unit bottleneck [N, bottleneck_dim], logits [N, out_dim]).
 
-  `num_layers` Dense layers with GELU between them (no BatchNorm), the last to
-  `bottleneck_dim`; L2 normalisation; a weight-normalised bias-free linear layer to `out_dim`.
+  `num_layers` Dense layers with GELU between them (and BatchNorm before each GELU when
+  `use_bn`, DINO's `use_bn_in_head` option), the last to `bottleneck_dim`; L2 normalisation; a
+  weight-normalised bias-free linear layer to `out_dim`.
   """
   hidden_dim: int
   bottleneck_dim: int
   out_dim: int
   num_layers: int = 3
+  use_bn: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, h, *, train: bool):
-    del train  # no BatchNorm or dropout
     x = jnp.asarray(h).astype(self.dtype)
     widths = (self.hidden_dim,) * (self.num_layers - 1) + (self.bottleneck_dim,)
     for i, width in enumerate(widths):
       if i:
+        if self.use_bn:
+          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                           dtype=self.dtype, param_dtype=jnp.float32, name=f'bn_{i - 1}')(x)
         x = nn.gelu(x, approximate=False)
-      x = nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float32,
-                   kernel_init=nn.initializers.truncated_normal(0.02), name=f'dense_{i}')(x)
+      hidden = i < len(widths) - 1
+      x = nn.Dense(width, use_bias=not (self.use_bn and hidden), dtype=self.dtype,
+                   param_dtype=jnp.float32, kernel_init=nn.initializers.truncated_normal(0.02),
+                   name=f'dense_{i}')(x)
     x = losses.l2_normalize(x.astype(jnp.float32))
     return x, NormalizedLinear(self.out_dim, name='last_layer')(x)
 
@@ -128,7 +137,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   c = config.dino
   views = common.multicrop_views(config, 'DINO')
   head = DINOHead(hidden_dim=c.head_hidden_dim, bottleneck_dim=c.bottleneck_dim,
-                  out_dim=c.out_dim, num_layers=c.head_layers,
+                  out_dim=c.out_dim, num_layers=c.head_layers, use_bn=c.head_bn,
                   dtype=models.DTYPES[config.model.dtype])
   model = MultiCropNetwork(encoder=models.encoder_from_config(config.model), head=head)
   epoch_steps = steps_per_epoch(config, info)
