@@ -110,9 +110,10 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp
   assert metrics(workdir) == metrics(reference)  # losses and final metrics, bit for bit
 
 
-@pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce'])
+@pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce', 'dino.py'])
 def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
-  """MoCo (key encoder, queue and its pointer) and InstDisc (memory bank, NCE's constant Z)."""
+  """MoCo (key encoder, queue and its pointer), InstDisc (memory bank, NCE's constant Z) and
+  DINO (EMA teacher, EMA centre, multi-crop views)."""
   config = os.path.join(REPO, 'experiments', 'configs', spec)
   no_start_eval = '--config.eval.at_start=false'
   reference = str(tmp_path / 'reference')

@@ -44,18 +44,13 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f'unknown variant {variant!r} of dino.py; choose one of: digits, '
                      'fashion_mnist, cifar10')
   jssl_config.apply_data_preset(config, dataset)
-  if dataset == 'digits':
-    # 2 local crops of 8 px (half the 16-px global side); 10-40% of a tiny digit (below that a
-    # crop is a few blurred pixels). Global crops keep the preset's (0.2, 1).
-    config.augment.num_local_crops = 2
-    config.augment.local_crop_size = 8
-    config.augment.local_crop_scale = (0.1, 0.4)
-  elif dataset == 'fashion_mnist':
+  if dataset in ('digits', 'fashion_mnist'):
+    # 2 local crops, 10-40% of the image; global crops keep the preset's (0.2, 1).
+    jssl_config.apply_small_multicrop(config, dataset)
+  if dataset == 'fashion_mnist':
     config.dino.out_dim = 4096
     config.dino.head_hidden_dim = 512
     config.dino.bottleneck_dim = 128
-    config.augment.num_local_crops = 2  # of 12 px (28 * 96 / 224)
-    config.augment.local_crop_scale = (0.1, 0.4)
   elif dataset == 'cifar10':
     # Paper: 65536 outputs for ImageNet's 1.28M images; CIFAR-10 has 45k, fewer images than
     # that. 65536 also stalls the 8 simulated CPU devices of the config smoke test (a

@@ -38,16 +38,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
                      'fashion_mnist, cifar10')
   jssl_config.apply_data_preset(config, dataset)
   # Multi-crop: the preset's two global views plus small local crops.
-  if dataset == 'digits':
-    # 2 local crops of 8 px (half the 16-px global side, a quarter of the encoder cost each);
-    # a crop below ~10% of an 8x8 digit is a few blurred pixels, so local crops keep 10-40%.
-    config.augment.num_local_crops = 2
-    config.augment.local_crop_size = 8
-    config.augment.local_crop_scale = (0.1, 0.4)
-  elif dataset == 'fashion_mnist':
+  if dataset in ('digits', 'fashion_mnist'):
+    jssl_config.apply_small_multicrop(config, dataset)  # 2 local crops, 10-40% of the image
+  if dataset == 'fashion_mnist':
     config.swav.num_prototypes = 300  # more than projection_dim (128)
-    config.augment.num_local_crops = 2  # of 12 px (28 * 96 / 224)
-    config.augment.local_crop_scale = (0.1, 0.4)
   elif dataset == 'cifar10':
     # The paper's multi-crop (2 x 224 + 6 x 96, scales (0.14, 1) and (0.05, 0.14)) at 32 px.
     config.augment.crop_scale = (0.14, 1.0)

@@ -62,16 +62,12 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del step, rng  # the loss is deterministic given the views.
-    projections, features = [], None
-    for view in batch.views:
-      (h, z, _), batch_stats = common.apply_train(model, params, batch_stats, view)
-      projections.append(z)
-      features = h if features is None else features
-    terms = losses.barlow_twins_terms(*projections)
+    out = common.apply_views(model, params, batch_stats, batch.views)
+    terms = losses.barlow_twins_terms(*out.projections)
     value = terms['invariance'] + lambd * terms['redundancy']
     metrics = {'invariance': terms['invariance'], 'redundancy': terms['redundancy']}
-    return value, LossOutput(batch_stats=batch_stats, extra=extra, metrics=metrics,
-                             features=features, embeddings=tuple(projections))
+    return value, LossOutput(batch_stats=out.batch_stats, extra=extra, metrics=metrics,
+                             features=out.features, embeddings=tuple(out.projections))
 
   return Method(name='barlow_twins', views=views,
                 features_dim=models.features_dim(config.model), init=init, loss=loss,

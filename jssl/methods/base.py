@@ -93,6 +93,10 @@ class Method(NamedTuple):
       training example's evaluation view, row i = example i (`Batch.index`), replicated;
       `epoch` an int32 scalar; `rng` a key that depends only on the epoch. DeepCluster
       clusters them and re-initialises its classifier (and that part of `opt_state`) here.
+    epoch_features: optional; (epoch: int) -> bool, whether `epoch_start` needs `features` at
+      that epoch. When it says False the loop skips encoding the training split and passes
+      None (Local Aggregation clusters its bank instead; DeepCluster between reclusterings).
+      None (the default): features are computed before every `epoch_start`.
   """
   name: str
   views: tuple
@@ -101,3 +105,4 @@ class Method(NamedTuple):
   loss: Callable[..., tuple[jax.Array, LossOutput]]
   encode: Callable[..., jax.Array]
   epoch_start: Callable[..., tuple[PyTree, PyTree, PyTree]] | None = None
+  epoch_features: Callable[[int], bool] | None = None

@@ -51,12 +51,7 @@ from jssl.methods.base import TrainInfo
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field of `config.byol`."""
   c = config.byol
-  if not 0.0 <= c.momentum <= 1.0:
-    raise ConfigError(f'config.byol.momentum={c.momentum} must be in [0, 1] (the base τ of the '
-                      'cosine schedule; paper: 0.996).')
-  if c.momentum_schedule not in memory.MOMENTUM_SCHEDULES:
-    raise ConfigError(f'config.byol.momentum_schedule={c.momentum_schedule!r} is unknown; '
-                      f'choose one of {memory.MOMENTUM_SCHEDULES} (paper: cosine).')
+  memory.validate_ema('byol', c, paper='the base τ of the cosine schedule; paper: 0.996')
   if c.predictor_hidden_dim < 0:
     raise ConfigError(f'config.byol.predictor_hidden_dim={c.predictor_hidden_dim} must be >= 0 '
                       '(0 removes the predictor, the collapse ablation; paper: 4096).')
@@ -75,27 +70,21 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del rng  # BYOL's loss is deterministic given the views.
-    momentum = memory.momentum_schedule(step, base=c.momentum, num_steps=info.num_steps,
-                                        schedule=c.momentum_schedule)
-    target_params = memory.ema_update(extra['target']['params'],
-                                      common.target_subtree(params), momentum)
-    target_stats = extra['target']['batch_stats']
-    projections, predictions, targets, features = [], [], [], None
-    for view in batch.views:
-      (h, z, p), batch_stats = common.apply_train(model, params, batch_stats, view)
-      (_, t), target_stats = common.apply_train(model, target_params, target_stats, view,
-                                                method=common.EncoderProjector.project)
-      projections.append(z)
-      predictions.append(z if p is None else p)  # no predictor: the collapse ablation
-      targets.append(jax.lax.stop_gradient(t))
-      features = h if features is None else features
+    momentum, target_params = memory.ema_step(
+        extra['target']['params'], common.target_subtree(params), step, c, info.num_steps)
+    out = common.apply_views(model, params, batch_stats, batch.views,
+                             target_params=target_params,
+                             target_stats=extra['target']['batch_stats'])
+    # No predictor (the collapse ablation): the online projection is the prediction.
+    predictions = [z if p is None else p for z, p in zip(out.projections, out.predictions)]
+    targets = out.targets
     value = (losses.byol(predictions[0], targets[1]) + losses.byol(predictions[1], targets[0]))
-    new_extra = {'target': {'params': target_params, 'batch_stats': target_stats}}
+    new_extra = {'target': {'params': target_params, 'batch_stats': out.target_stats}}
     p1 = losses.l2_normalize(jax.lax.stop_gradient(predictions[0]))
     metrics = {'momentum': momentum,
                'prediction_cosine': jnp.mean(jnp.sum(p1 * losses.l2_normalize(targets[1]), -1))}
-    return value, LossOutput(batch_stats=batch_stats, extra=new_extra, metrics=metrics,
-                             features=features, embeddings=tuple(projections))
+    return value, LossOutput(batch_stats=out.batch_stats, extra=new_extra, metrics=metrics,
+                             features=out.features, embeddings=tuple(out.projections))
 
   return Method(name='byol', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

@@ -8,7 +8,7 @@ predictor exists on the online side alone.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -18,6 +18,7 @@ import ml_collections
 from jssl import augment
 from jssl import models
 from jssl.config import ConfigError
+from jssl.methods import memory
 
 PyTree = Any
 
@@ -129,6 +130,45 @@ def apply_train(model: nn.Module, params: PyTree, batch_stats: PyTree, *args,
   return outputs, updates.get('batch_stats', {})
 
 
+class ViewOutputs(NamedTuple):
+  """What `apply_views` returns: one entry per view in the lists, in the views' order."""
+  features: jax.Array  # h of the first view, [B, F] (what the online probe and kNN see)
+  projections: list  # z per view, [B, D]
+  predictions: list  # p per view, [B, D]; None entries without a predictor
+  targets: list  # the target network's z per view, stop-gradient; [] without a target
+  batch_stats: PyTree  # the online network's updated BatchNorm statistics
+  target_stats: PyTree  # the target's updated statistics; None without a target
+
+
+def apply_views(model: EncoderProjector, params: PyTree, batch_stats: PyTree,
+                views: tuple[jax.Array, ...], *, target_params: PyTree = None,
+                target_stats: PyTree = None) -> ViewOutputs:
+  """Runs the online network (and, given `target_params`, the target) on each view in turn.
+
+  The views go through one at a time, so BatchNorm normalises each view over the global batch
+  and its running statistics are updated once per view, online then target, view after view.
+  """
+  projections, predictions, targets, features = [], [], [], None
+  for view in views:
+    (h, z, p), batch_stats = apply_train(model, params, batch_stats, view)
+    projections.append(z)
+    predictions.append(p)
+    features = h if features is None else features
+    if target_params is not None:
+      t, target_stats = target_project(model, target_params, target_stats, view)
+      targets.append(t)
+  return ViewOutputs(features, projections, predictions, targets, batch_stats, target_stats)
+
+
+def target_project(model: EncoderProjector, target_params: PyTree, target_stats: PyTree,
+                   images: jax.Array) -> tuple[jax.Array, PyTree]:
+  """A target network's projection of `images` in training mode (batch statistics, as BYOL's
+  and MoCo's code do) with no gradient; returns (z [B, D], updated target batch_stats)."""
+  (_, z), target_stats = apply_train(model, target_params, target_stats, images,
+                                     method=EncoderProjector.project)
+  return jax.lax.stop_gradient(z), target_stats
+
+
 def target_subtree(tree: PyTree) -> PyTree:
   """The encoder + projector part of an EncoderProjector tree (what a target network holds)."""
   return {key: tree[key] for key in TARGET_KEYS if key in tree}
@@ -147,6 +187,17 @@ def encode_fn(model: EncoderProjector):
 def init_target(params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:
   """A target network's state at step 0: a copy of the online encoder + projector."""
   return {'params': target_subtree(params), 'batch_stats': target_subtree(batch_stats)}
+
+
+def init_with_target_and_queue(model: nn.Module, rng: jax.Array, images: jax.Array,
+                               queue_size: int, dim: int) -> tuple[PyTree, PyTree, PyTree]:
+  """(params, batch_stats, extra) of an online network with an EMA target copy and a FIFO
+  queue of `queue_size` random unit `dim`-vectors (MoCo's keys, Mean Shift's bank)."""
+  model_rng, queue_rng = jax.random.split(rng)
+  params, batch_stats = init_variables(model, model_rng, images)
+  queue, pointer = memory.init_queue(queue_rng, queue_size, dim)
+  extra = {'target': init_target(params, batch_stats), 'queue': queue, 'queue_pointer': pointer}
+  return params, batch_stats, extra
 
 
 def init_variables(model: nn.Module, rng: jax.Array, images: jax.Array) -> tuple[PyTree, PyTree]:

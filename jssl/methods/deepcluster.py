@@ -241,16 +241,17 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
              'kmeans_inertia': result.inertia.astype(jnp.float32)}
     return params, reset_optimizer_state(opt_state), extra
 
+  def epoch_features(epoch):
+    return epoch % c.recluster_every == 0
+
   def epoch_start(params, opt_state, extra, features, epoch, rng):
-    """Clusters `features` [N, F] (every `recluster_every` epochs): new pseudo-labels, a
-    re-drawn classifier and its optimizer state zeroed. `rng` is split into (k-means key,
-    classifier key)."""
-    if c.recluster_every == 1:
-      return recluster(params, opt_state, extra, features, rng)
-    return jax.lax.cond(
-        epoch % c.recluster_every == 0,
-        lambda: recluster(params, opt_state, extra, features, rng),
-        lambda: (params, opt_state, extra))
+    """Clusters `features` [N, F] (given every `recluster_every` epochs, None between):
+    new pseudo-labels, a re-drawn classifier and its optimizer state zeroed. `rng` is split
+    into (k-means key, classifier key)."""
+    del epoch  # `epoch_features` decides, outside the compiled hook, when to recluster
+    if features is None:
+      return params, opt_state, extra
+    return recluster(params, opt_state, extra, features, rng)
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del step, rng
@@ -281,4 +282,5 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                        method=DeepClusterNet.encode)
 
   return Method(name='deepcluster', views=views, features_dim=models.features_dim(config.model),
-                init=init, loss=loss, encode=encode, epoch_start=epoch_start)
+                init=init, loss=loss, encode=encode, epoch_start=epoch_start,
+                epoch_features=epoch_features)

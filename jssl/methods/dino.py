@@ -115,13 +115,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if c[field] <= 0:
       raise ConfigError(f'config.dino.{field}={c[field]} must be positive (DINO: student 0.1, '
                         'teacher 0.04 -> 0.07).')
-  for field in ('momentum', 'center_momentum'):
-    if not 0.0 <= c[field] <= 1.0:
-      raise ConfigError(f'config.dino.{field}={c[field]} must be in [0, 1] (DINO: momentum '
-                        '0.996, center_momentum 0.9).')
-  if c.momentum_schedule not in memory.MOMENTUM_SCHEDULES:
-    raise ConfigError(f'config.dino.momentum_schedule={c.momentum_schedule!r} is unknown; '
-                      f'choose one of {memory.MOMENTUM_SCHEDULES}.')
+  memory.validate_ema('dino', c, paper='DINO: 0.996')
+  if not 0.0 <= c.center_momentum <= 1.0:
+    raise ConfigError(f'config.dino.center_momentum={c.center_momentum} must be in [0, 1] '
+                      '(DINO: 0.9).')
   for field in ('head_hidden_dim', 'bottleneck_dim', 'out_dim', 'head_layers'):
     if c[field] < 1:
       raise ConfigError(f'config.dino.{field}={c[field]} must be >= 1 (DINO: 3 layers, hidden '
@@ -152,9 +149,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del rng
-    momentum = memory.momentum_schedule(step, base=c.momentum, num_steps=info.num_steps,
-                                        schedule=c.momentum_schedule)
-    teacher_params = memory.ema_update(extra['teacher']['params'], params, momentum)
+    momentum, teacher_params = memory.ema_step(extra['teacher']['params'], params, step, c,
+                                               info.num_steps)
     frozen = step < freeze_steps
     params = freeze_subtree(params, LAST_LAYER, frozen)
     (h, (bottleneck, student_logits)), batch_stats = common.apply_train(

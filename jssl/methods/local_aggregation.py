@@ -194,7 +194,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def epoch_start(params, opt_state, extra, features, epoch, rng):
     """Re-clusters the bank (from the first epoch after the warm-up on) and records the
-    epoch; `features` is not used and params / opt_state are returned unchanged."""
+    epoch; `features` is None (see `epoch_features`), params / opt_state are unchanged."""
     del features
     epoch = jnp.asarray(epoch, jnp.int32)
     labels = jax.lax.cond(epoch >= warmup,
@@ -233,4 +233,5 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   return Method(name='local_aggregation', views=views,
                 features_dim=models.features_dim(config.model), init=init, loss=loss,
-                encode=common.encode_fn(model), epoch_start=epoch_start)
+                encode=common.encode_fn(model), epoch_start=epoch_start,
+                epoch_features=lambda epoch: False)  # it clusters the bank, not features

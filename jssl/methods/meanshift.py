@@ -63,19 +63,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks `config.meanshift` against the global batch; raises ConfigError."""
   c = config.meanshift
   batch = config.batch_size
-  if c.bank_size < batch or c.bank_size % batch:
-    raise ConfigError(
-        f'config.meanshift.bank_size={c.bank_size} must be a positive multiple of the global '
-        f'batch (config.batch_size={batch}) so that every push replaces whole batches of '
-        f'targets, e.g. --config.meanshift.bank_size={max(1, c.bank_size // batch) * batch}.')
+  memory.validate_fifo_size('meanshift.bank_size', c.bank_size, batch, what='targets')
   if not 1 <= c.num_neighbours <= c.bank_size:
     raise ConfigError(f'config.meanshift.num_neighbours={c.num_neighbours} must be in '
                       f'[1, bank_size={c.bank_size}] (paper: 5).')
-  if not 0.0 <= c.momentum <= 1.0:
-    raise ConfigError(f'config.meanshift.momentum={c.momentum} must be in [0, 1] (paper: 0.99).')
-  if c.momentum_schedule not in memory.MOMENTUM_SCHEDULES:
-    raise ConfigError(f'config.meanshift.momentum_schedule={c.momentum_schedule!r} is unknown; '
-                      f'choose one of {memory.MOMENTUM_SCHEDULES}.')
+  memory.validate_ema('meanshift', c, paper='paper: 0.99')
   if c.predictor_hidden_dim <= 0:
     raise ConfigError(f'config.meanshift.predictor_hidden_dim={c.predictor_hidden_dim} must be '
                       'positive: the online network always has a predictor.')
@@ -121,24 +113,17 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     views = (views[0], weak_view(views[1]))
 
   def init(rng, images):
-    model_rng, queue_rng = jax.random.split(rng)
-    params, batch_stats = common.init_variables(model, model_rng, images)
-    queue, pointer = memory.init_queue(queue_rng, c.bank_size, config.model.projection_dim)
-    extra = {'target': common.init_target(params, batch_stats), 'queue': queue,
-             'queue_pointer': pointer}
-    return params, batch_stats, extra
+    return common.init_with_target_and_queue(model, rng, images, c.bank_size,
+                                             config.model.projection_dim)
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del rng
-    momentum = memory.momentum_schedule(step, base=c.momentum, num_steps=info.num_steps,
-                                        schedule=c.momentum_schedule)
-    target_params = memory.ema_update(extra['target']['params'],
-                                      common.target_subtree(params), momentum)
+    momentum, target_params = memory.ema_step(
+        extra['target']['params'], common.target_subtree(params), step, c, info.num_steps)
     (h, _, p), batch_stats = common.apply_train(model, params, batch_stats, batch.views[0])
-    (_, t), target_stats = common.apply_train(
-        model, target_params, extra['target']['batch_stats'], batch.views[1],
-        method=common.EncoderProjector.project)
-    t = jax.lax.stop_gradient(losses.l2_normalize(t.astype(jnp.float32)))
+    t, target_stats = common.target_project(model, target_params,
+                                            extra['target']['batch_stats'], batch.views[1])
+    t = losses.l2_normalize(t.astype(jnp.float32))
     # The current targets join the bank before the search (official MSF): t is its own NN.
     queue, pointer = memory.queue_push(extra['queue'], extra['queue_pointer'], t)
     value, metrics = mean_shift_loss(p, t, queue, c.num_neighbours)

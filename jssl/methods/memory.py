@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jssl.config import ConfigError
 from jssl.losses import l2_normalize
 
 PyTree = Any
@@ -64,7 +65,47 @@ def momentum_schedule(step: jax.Array, *, base: float, num_steps: int,
 MOMENTUM_SCHEDULES = ('constant', 'cosine')
 
 
+def validate_ema(section: str, c, *, paper: str) -> None:
+  """Checks `config.<section>.momentum` and `.momentum_schedule`; raises ConfigError.
+
+  `paper` names the published base momentum for the message (e.g. 'BYOL: 0.996').
+  """
+  if not 0.0 <= c.momentum <= 1.0:
+    raise ConfigError(f'config.{section}.momentum={c.momentum} must be in [0, 1] ({paper}).')
+  if c.momentum_schedule not in MOMENTUM_SCHEDULES:
+    raise ConfigError(f'config.{section}.momentum_schedule={c.momentum_schedule!r} is unknown; '
+                      f'choose one of {MOMENTUM_SCHEDULES}.')
+
+
+def ema_step(target: PyTree, online: PyTree, step: jax.Array, c,
+             num_steps: int) -> tuple[jax.Array, PyTree]:
+  """One EMA update of a target network at `step`, with `c.momentum` / `c.momentum_schedule`.
+
+  Returns:
+    (the momentum used, float32 scalar; the new target tree).
+  """
+  momentum = momentum_schedule(step, base=c.momentum, num_steps=num_steps,
+                               schedule=c.momentum_schedule)
+  return momentum, ema_update(target, online, momentum)
+
+
 # ---------------------------------------------------------------------------------------- queue
+
+
+def validate_fifo_size(field: str, size: int, batch: int, *, what: str,
+                       optional: bool = False) -> None:
+  """Checks that a queue of `size` rows (`config.<field>`) holds whole global batches.
+
+  Every push writes one global batch of `batch` rows, so the queue size must be a positive
+  multiple of it (or 0 when the queue is `optional`); raises ConfigError with a valid size.
+  """
+  if (optional and size == 0) or (size >= batch and size % batch == 0):
+    return
+  suggestion = max(1, size // batch) * batch
+  allowed = '0 (no queue) or a positive multiple' if optional else 'a positive multiple'
+  raise ConfigError(
+      f'config.{field}={size} must be {allowed} of the global batch (config.batch_size={batch}) '
+      f'so that every push replaces whole batches of {what}, e.g. --config.{field}={suggestion}.')
 
 
 def init_queue(rng: jax.Array, size: int, dim: int) -> tuple[jax.Array, jax.Array]:

@@ -42,16 +42,8 @@ from jssl.methods.base import TrainInfo
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks `config.moco` against the global batch; raises ConfigError."""
   c = config.moco
-  if c.queue_size < config.batch_size or c.queue_size % config.batch_size:
-    raise ConfigError(
-        f'config.moco.queue_size={c.queue_size} must be a positive multiple of the global batch '
-        f'(config.batch_size={config.batch_size}) so that every push replaces whole batches of '
-        f'keys, e.g. --config.moco.queue_size={max(1, c.queue_size // config.batch_size) * config.batch_size}.')
-  if not 0.0 <= c.momentum <= 1.0:
-    raise ConfigError(f'config.moco.momentum={c.momentum} must be in [0, 1] (MoCo: 0.999).')
-  if c.momentum_schedule not in memory.MOMENTUM_SCHEDULES:
-    raise ConfigError(f'config.moco.momentum_schedule={c.momentum_schedule!r} is unknown; '
-                      f'choose one of {memory.MOMENTUM_SCHEDULES}.')
+  memory.validate_fifo_size('moco.queue_size', c.queue_size, config.batch_size, what='keys')
+  memory.validate_ema('moco', c, paper='MoCo: 0.999')
   if c.temperature <= 0:
     raise ConfigError(f'config.moco.temperature={c.temperature} must be positive.')
 
@@ -64,24 +56,17 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   views = common.views_for(config, 2, 'MoCo')
 
   def init(rng, images):
-    model_rng, queue_rng = jax.random.split(rng)
-    params, batch_stats = common.init_variables(model, model_rng, images)
-    queue, pointer = memory.init_queue(queue_rng, c.queue_size, config.model.projection_dim)
-    extra = {'target': common.init_target(params, batch_stats), 'queue': queue,
-             'queue_pointer': pointer}
-    return params, batch_stats, extra
+    return common.init_with_target_and_queue(model, rng, images, c.queue_size,
+                                             config.model.projection_dim)
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del rng
-    momentum = memory.momentum_schedule(step, base=c.momentum, num_steps=info.num_steps,
-                                        schedule=c.momentum_schedule)
-    target_params = memory.ema_update(extra['target']['params'],
-                                      common.target_subtree(params), momentum)
+    momentum, target_params = memory.ema_step(
+        extra['target']['params'], common.target_subtree(params), step, c, info.num_steps)
     (h, q, _), batch_stats = common.apply_train(model, params, batch_stats, batch.views[0])
-    (_, k), target_batch_stats = common.apply_train(
-        model, target_params, extra['target']['batch_stats'], batch.views[1],
-        method=common.EncoderProjector.project)
-    k = jax.lax.stop_gradient(losses.l2_normalize(k))
+    k, target_batch_stats = common.target_project(
+        model, target_params, extra['target']['batch_stats'], batch.views[1])
+    k = losses.l2_normalize(k)
     value = losses.info_nce(q, k, jax.lax.stop_gradient(extra['queue']),
                             temperature=c.temperature)
     queue, pointer = memory.queue_push(extra['queue'], extra['queue_pointer'], k)

@@ -28,11 +28,7 @@ from jssl.methods.base import TrainInfo
 
 def validate(config: ml_collections.ConfigDict) -> None:
   c = config.moco_v3
-  if not 0.0 <= c.momentum <= 1.0:
-    raise ConfigError(f'config.moco_v3.momentum={c.momentum} must be in [0, 1] (paper: 0.99).')
-  if c.momentum_schedule not in memory.MOMENTUM_SCHEDULES:
-    raise ConfigError(f'config.moco_v3.momentum_schedule={c.momentum_schedule!r} is unknown; '
-                      f'choose one of {memory.MOMENTUM_SCHEDULES}.')
+  memory.validate_ema('moco_v3', c, paper='paper: 0.99')
   if c.temperature <= 0:
     raise ConfigError(f'config.moco_v3.temperature={c.temperature} must be positive.')
   if c.predictor_hidden_dim <= 0:
@@ -56,27 +52,19 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del rng
-    momentum = memory.momentum_schedule(step, base=c.momentum, num_steps=info.num_steps,
-                                        schedule=c.momentum_schedule)
-    target_params = memory.ema_update(extra['target']['params'],
-                                      common.target_subtree(params), momentum)
-    target_stats = extra['target']['batch_stats']
-    queries, keys, features = [], [], None
-    for view in batch.views:
-      (h, _, p), batch_stats = common.apply_train(model, params, batch_stats, view)
-      (_, k), target_stats = common.apply_train(model, target_params, target_stats, view,
-                                                method=common.EncoderProjector.project)
-      queries.append(p)
-      keys.append(jax.lax.stop_gradient(k))
-      features = h if features is None else features
+    momentum, target_params = memory.ema_step(
+        extra['target']['params'], common.target_subtree(params), step, c, info.num_steps)
+    out = common.apply_views(model, params, batch_stats, batch.views,
+                             target_params=target_params,
+                             target_stats=extra['target']['batch_stats'])
+    queries, keys = out.predictions, out.targets
     value = contrast(queries[0], keys[1]) + contrast(queries[1], keys[0])
-    new_extra = {'target': {'params': target_params, 'batch_stats': target_stats}}
+    new_extra = {'target': {'params': target_params, 'batch_stats': out.target_stats}}
     q1 = losses.l2_normalize(jax.lax.stop_gradient(queries[0]))
     metrics = {'momentum': momentum,
                'positive_cosine': jnp.mean(jnp.sum(q1 * losses.l2_normalize(keys[1]), -1))}
-    return value, LossOutput(batch_stats=batch_stats, extra=new_extra, metrics=metrics,
-                             features=features,
-                             embeddings=(queries[0], keys[1]))
+    return value, LossOutput(batch_stats=out.batch_stats, extra=new_extra, metrics=metrics,
+                             features=out.features, embeddings=(queries[0], keys[1]))
 
   return Method(name='moco_v3', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

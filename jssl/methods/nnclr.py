@@ -56,11 +56,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks `config.nnclr` against the global batch; raises ConfigError."""
   c = config.nnclr
   batch = config.batch_size
-  if c.support_size < batch or c.support_size % batch:
-    raise ConfigError(
-        f'config.nnclr.support_size={c.support_size} must be a positive multiple of the global '
-        f'batch (config.batch_size={batch}) so that every push replaces whole batches of '
-        f'projections, e.g. --config.nnclr.support_size={max(1, c.support_size // batch) * batch}.')
+  memory.validate_fifo_size('nnclr.support_size', c.support_size, batch, what='projections')
   if c.temperature <= 0:
     raise ConfigError(f'config.nnclr.temperature={c.temperature} must be positive (paper: 0.1).')
   if c.predictor_hidden_dim <= 0:
@@ -98,8 +94,9 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del step, rng  # deterministic given the views and the support set
-    (h1, z1, p1), batch_stats = common.apply_train(model, params, batch_stats, batch.views[0])
-    (_, z2, p2), batch_stats = common.apply_train(model, params, batch_stats, batch.views[1])
+    out = common.apply_views(model, params, batch_stats, batch.views)
+    h1, batch_stats = out.features, out.batch_stats
+    (z1, z2), (p1, p2) = out.projections, out.predictions
     support = jax.lax.stop_gradient(extra['queue'])
     nn1 = nearest_neighbour(z1, support)
     nn2 = nearest_neighbour(z2, support)

@@ -81,18 +81,13 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del step, rng  # SimSiam's loss is deterministic given the views.
-    projections, predictions, features = [], [], None
-    for view in batch.views:
-      (h, z, p), batch_stats = common.apply_train(model, params, batch_stats, view)
-      projections.append(z)
-      predictions.append(p)
-      features = h if features is None else features
-    z1, z2 = projections
+    out = common.apply_views(model, params, batch_stats, batch.views)
+    (z1, z2), predictions = out.projections, out.predictions
     t1, t2 = (jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2)) if stop_gradient else (z1, z2)
     value = (0.5 * losses.negative_cosine(predictions[0], t2)
              + 0.5 * losses.negative_cosine(predictions[1], t1))
-    return value, LossOutput(batch_stats=batch_stats, extra=extra, metrics={},
-                             features=features, embeddings=(z1, z2))
+    return value, LossOutput(batch_stats=out.batch_stats, extra=extra, metrics={},
+                             features=out.features, embeddings=(z1, z2))
 
   return Method(name='simsiam', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

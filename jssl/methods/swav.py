@@ -170,13 +170,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ('freeze_prototypes_epochs', 'queue_start_epoch'):
     if c[field] < 0:
       raise ConfigError(f'config.swav.{field}={c[field]} must be >= 0.')
-  if c.queue_size < 0 or (c.queue_size and (c.queue_size < config.batch_size
-                                            or c.queue_size % config.batch_size)):
-    suggestion = max(1, c.queue_size // config.batch_size) * config.batch_size
-    raise ConfigError(
-        f'config.swav.queue_size={c.queue_size} must be 0 (no queue) or a positive multiple of '
-        f'the global batch (config.batch_size={config.batch_size}) so that every push replaces '
-        f'whole batches, e.g. --config.swav.queue_size={suggestion}.')
+  memory.validate_fifo_size('swav.queue_size', c.queue_size, config.batch_size,
+                            what='projections', optional=True)
 
 
 def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:

@@ -62,17 +62,13 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def loss(params, batch_stats, extra, batch, step, rng):
     del step, rng  # the loss is deterministic given the views.
-    projections, features = [], None
-    for view in batch.views:
-      (h, z, _), batch_stats = common.apply_train(model, params, batch_stats, view)
-      projections.append(z)
-      features = h if features is None else features
-    terms = losses.vicreg_terms(*projections)
+    out = common.apply_views(model, params, batch_stats, batch.views)
+    terms = losses.vicreg_terms(*out.projections)
     value = (weights['sim_weight'] * terms['invariance']
              + weights['var_weight'] * terms['variance']
              + weights['cov_weight'] * terms['covariance'])
-    return value, LossOutput(batch_stats=batch_stats, extra=extra, metrics=dict(terms),
-                             features=features, embeddings=tuple(projections))
+    return value, LossOutput(batch_stats=out.batch_stats, extra=extra, metrics=dict(terms),
+                             features=out.features, embeddings=tuple(out.projections))
 
   return Method(name='vicreg', views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=common.encode_fn(model))

@@ -127,9 +127,12 @@ class Run:
     """
     if self.epoch_start is None:
       return
-    features, _, _ = evaluation.extract(self.feature_fn, self.state, self.dataset.train,
-                                        batch_size=self.config.eval.batch_size, mesh=self.mesh)
-    features = jax.device_put(features, NamedSharding(self.mesh, P()))
+    features = None
+    if self.method.epoch_features is None or self.method.epoch_features(epoch):
+      features, _, _ = evaluation.extract(self.feature_fn, self.state, self.dataset.train,
+                                          batch_size=self.config.eval.batch_size,
+                                          mesh=self.mesh)
+      features = jax.device_put(features, NamedSharding(self.mesh, P()))
     root = jax.random.wrap_key_data(self.state.rng)
     rng = jax.random.fold_in(jax.random.fold_in(root, _EPOCH_STREAM), epoch)
     params, opt_state, extra = self.epoch_start(

@@ -10,10 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jssl.losses import dino, dino_center_update, sinkhorn, swav, swav_multicrop
+from sharding_check import assert_sharded_equals_single, mesh
 
 # ----------------------------------------------------------------------------- naive references
 
@@ -99,26 +100,6 @@ def _finite_differences(fn, x, eps=1e-5):
   return grad
 
 
-def _mesh():
-  assert jax.device_count() == 8, 'tests/conftest.py sets 8 simulated CPU devices'
-  return Mesh(np.asarray(jax.devices()), ('data',))
-
-
-def _assert_sharded_equals_single(fn, args, specs, argnums):
-  """Value and gradients of `fn` (jitted) with `args` placed by `specs` equal one device's."""
-  value_and_grad = jax.jit(jax.value_and_grad(fn, argnums=argnums))
-  args = [jnp.asarray(a) for a in args]
-  want_value, want_grads = value_and_grad(*args)
-  assert np.isfinite(want_value)
-  mesh = _mesh()
-  placed = [jax.device_put(a, NamedSharding(mesh, s)) for a, s in zip(args, specs)]
-  assert all(len(a.sharding.device_set) == 8 for a in placed)
-  value, grads = value_and_grad(*placed)
-  np.testing.assert_allclose(value, want_value, rtol=1e-5, atol=1e-6)
-  for argnum, got, want in zip(argnums, grads, want_grads):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f'argument {argnum}')
-
-
 # ----------------------------------------------------------------------------- sinkhorn
 
 
@@ -157,7 +138,7 @@ def test_sinkhorn_sharded_batch_equals_single_device():
   scores = _cosines(rng, 16, 5)
   fn = jax.jit(lambda s: sinkhorn(s, epsilon=0.05, num_iters=3))
   want = fn(scores)
-  got = fn(jax.device_put(scores, NamedSharding(_mesh(), P('data'))))
+  got = fn(jax.device_put(scores, NamedSharding(mesh(), P('data'))))
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(got, naive_sinkhorn(scores, 0.05, 3), rtol=1e-4, atol=1e-6)
   # Per-device Sinkhorn (2 samples each) would give different codes: the check can fail.
@@ -241,8 +222,8 @@ def test_swav_multicrop_sharded_equals_single_device():
     return swav_multicrop(s, num_global=2, temperature=0.1, epsilon=0.05, num_iters=3,
                           queue_scores=q)
 
-  _assert_sharded_equals_single(loss, (scores, queue), (P(None, 'data'), P(None, 'data')),
-                                argnums=(0,))
+  assert_sharded_equals_single(loss, (scores, queue), [(P(None, 'data'), P(None, 'data'))],
+                               argnums=(0,))
 
 
 def test_swav_rejects_mismatched_shapes():
@@ -299,8 +280,8 @@ def test_dino_sharded_equals_single_device():
   def loss(s, t, c):
     return dino(s, t, c, student_temp=0.1, teacher_temp=0.05)
 
-  _assert_sharded_equals_single(loss, (student, teacher, center),
-                                (P(None, 'data'), P(None, 'data'), P()), argnums=(0, 1, 2))
+  assert_sharded_equals_single(loss, (student, teacher, center),
+                               [(P(None, 'data'), P(None, 'data'), P())])
 
 
 def test_dino_center_update_is_a_global_batch_mean():
@@ -310,7 +291,7 @@ def test_dino_center_update_is_a_global_batch_mean():
   want = 0.9 * center + 0.1 * teacher.reshape(-1, 8).astype(np.float64).mean(axis=0)
   fn = jax.jit(lambda c, t: dino_center_update(c, t, momentum=0.9))
   np.testing.assert_allclose(fn(center, teacher), want, rtol=1e-5, atol=1e-6)
-  sharded = fn(center, jax.device_put(teacher, NamedSharding(_mesh(), P(None, 'data'))))
+  sharded = fn(center, jax.device_put(teacher, NamedSharding(mesh(), P(None, 'data'))))
   np.testing.assert_allclose(sharded, want, rtol=1e-5, atol=1e-6)
   grad = jax.grad(lambda t: jnp.sum(dino_center_update(center, t, momentum=0.9)))(teacher)
   np.testing.assert_array_equal(grad, 0.0)

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jssl.losses import info_nce, margin_contrastive, nce, nt_xent, supcon, triplet
+from sharding_check import assert_sharded_equals_single
 
 # ----------------------------------------------------------------------------- naive references
 
@@ -112,32 +112,6 @@ def _assert_matches_naive_with_gradients(loss_fn, naive_fn, args, argnums, eps=1
     np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-4, err_msg=f'argument {argnum}')
 
 
-def _mesh():
-  assert jax.device_count() == 8, 'tests/conftest.py sets 8 simulated CPU devices'
-  return Mesh(np.asarray(jax.devices()), ('data',))
-
-
-def _assert_sharded_equals_single(loss_fn, args, placements, argnums):
-  """Loss and gradients under jit equal the single-device jit for each placement of `args`.
-
-  Each placement is one PartitionSpec per argument over the 8-device ('data',) mesh.
-  """
-  loss_and_grads = jax.jit(jax.value_and_grad(loss_fn, argnums=argnums))
-  args = [jnp.asarray(a) for a in args]
-  single_loss, single_grads = loss_and_grads(*args)
-  assert np.isfinite(single_loss) and all(np.all(np.isfinite(g)) for g in single_grads)
-  mesh = _mesh()
-  for specs in placements:
-    placed = [jax.device_put(a, NamedSharding(mesh, spec)) for a, spec in zip(args, specs)]
-    for a, spec in zip(placed, specs):
-      assert len(a.sharding.device_set) == 8 and a.sharding.spec == spec
-    loss, grads = loss_and_grads(*placed)
-    np.testing.assert_allclose(loss, single_loss, rtol=1e-5, atol=1e-6, err_msg=f'{specs}')
-    for argnum, got, want in zip(argnums, grads, single_grads):
-      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6,
-                                 err_msg=f'argument {argnum} under {specs}')
-
-
 # ----------------------------------------------------------------------------- info_nce
 # Each loss: a batch-sized case against the naive loop, a small case (other hyperparameters)
 # against the loop with its gradients, and the 8-device check. Few distinct shapes and
@@ -168,7 +142,7 @@ def test_info_nce_small_matches_naive_with_gradients(per_query):
 def test_info_nce_shared_negatives_sharded_or_replicated_equals_single_device():
   rng = np.random.default_rng(12)
   args = (_normal(rng, 16, 8), _normal(rng, 16, 8), _normal(rng, 24, 8))
-  _assert_sharded_equals_single(
+  assert_sharded_equals_single(
       lambda q, k, n: info_nce(q, k, n, temperature=0.1), args,
       [(P('data'), P('data'), P('data')), (P('data'), P('data'), P())], argnums=(0, 1, 2))
 
@@ -176,8 +150,8 @@ def test_info_nce_shared_negatives_sharded_or_replicated_equals_single_device():
 def test_info_nce_per_query_negatives_sharded_equals_single_device():
   rng = np.random.default_rng(13)
   args = (_normal(rng, 16, 8), _normal(rng, 16, 8), _normal(rng, 16, 24, 8))
-  _assert_sharded_equals_single(lambda q, k, n: info_nce(q, k, n, temperature=0.1), args,
-                                [(P('data'), P('data'), P('data'))], argnums=(0, 1, 2))
+  assert_sharded_equals_single(lambda q, k, n: info_nce(q, k, n, temperature=0.1), args,
+                               [(P('data'), P('data'), P('data'))], argnums=(0, 1, 2))
 
 
 def test_info_nce_prefers_aligned_keys():
@@ -225,7 +199,7 @@ def test_nce_small_matches_naive_with_gradients(per_query, log_partition):
 def test_nce_shared_negatives_sharded_or_replicated_equals_single_device():
   rng = np.random.default_rng(25)
   args = (_normal(rng, 16, 8), _normal(rng, 16, 8), _normal(rng, 24, 8), np.float32(4.0))
-  _assert_sharded_equals_single(
+  assert_sharded_equals_single(
       lambda q, k, n, lz: nce(q, k, n, temperature=0.1, log_partition=lz, num_examples=500),
       args, [(P('data'), P('data'), P('data'), P()), (P('data'), P('data'), P(), P())],
       argnums=(0, 1, 2, 3))
@@ -234,7 +208,7 @@ def test_nce_shared_negatives_sharded_or_replicated_equals_single_device():
 def test_nce_per_query_negatives_sharded_equals_single_device():
   rng = np.random.default_rng(26)
   args = (_normal(rng, 16, 8), _normal(rng, 16, 8), _normal(rng, 16, 24, 8), np.float32(4.0))
-  _assert_sharded_equals_single(
+  assert_sharded_equals_single(
       lambda q, k, n, lz: nce(q, k, n, temperature=0.1, log_partition=lz, num_examples=500),
       args, [(P('data'), P('data'), P('data'), P())], argnums=(0, 1, 2, 3))
 
@@ -303,8 +277,8 @@ def test_supcon_small_matches_naive_with_gradients():
 def test_supcon_sharded_equals_single_device():
   rng = np.random.default_rng(35)
   args = (_normal(rng, 32, 8), rng.integers(0, 6, size=32).astype(np.int32))
-  _assert_sharded_equals_single(lambda z, y: supcon(z, y, temperature=0.1), args,
-                                [(P('data'), P('data'))], argnums=(0,))
+  assert_sharded_equals_single(lambda z, y: supcon(z, y, temperature=0.1), args,
+                               [(P('data'), P('data'))], argnums=(0,))
 
 
 # ----------------------------------------------------------------------------- triplet
@@ -348,8 +322,8 @@ def test_triplet_finite_gradients_when_rows_coincide():
 def test_triplet_sharded_equals_single_device():
   rng = np.random.default_rng(43)
   args = (_normal(rng, 16, 8), _normal(rng, 16, 8), _normal(rng, 16, 8))
-  _assert_sharded_equals_single(lambda a, p, n: triplet(a, p, n, margin=1.0), args,
-                                [(P('data'),) * 3], argnums=(0, 1, 2))
+  assert_sharded_equals_single(lambda a, p, n: triplet(a, p, n, margin=1.0), args,
+                               [(P('data'),) * 3], argnums=(0, 1, 2))
 
 
 # ----------------------------------------------------------------------------- margin_contrastive
@@ -391,8 +365,8 @@ def test_margin_contrastive_finite_gradients_at_zero_distance():
 def test_margin_contrastive_sharded_equals_single_device():
   rng = np.random.default_rng(53)
   args = (_normal(rng, 16, 8), _normal(rng, 16, 8), rng.integers(0, 2, size=16).astype(np.float32))
-  _assert_sharded_equals_single(lambda a, b, y: margin_contrastive(a, b, y, margin=4.0), args,
-                                [(P('data'),) * 3], argnums=(0, 1, 2))
+  assert_sharded_equals_single(lambda a, b, y: margin_contrastive(a, b, y, margin=4.0), args,
+                               [(P('data'),) * 3], argnums=(0, 1, 2))
 
 
 # ----------------------------------------------------------------------------- shapes

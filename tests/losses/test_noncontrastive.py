@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jssl.losses import (
@@ -23,6 +22,7 @@ from jssl.losses import (
     vicreg,
     vicreg_terms,
 )
+from sharding_check import assert_sharded_equals_single
 
 # ----------------------------------------------------------------------------- naive references
 
@@ -117,30 +117,6 @@ def _assert_matches_naive_with_gradients(loss_fn, naive_fn, args, argnums, eps=1
   return grads
 
 
-def _mesh():
-  assert jax.device_count() == 8, 'tests/conftest.py sets 8 simulated CPU devices'
-  return Mesh(np.asarray(jax.devices()), ('data',))
-
-
-def _assert_sharded_equals_single(loss_fn, args, placements):
-  """Loss and gradients (w.r.t. every argument) under jit on the 8-device mesh, for each
-  placement (one PartitionSpec per argument), equal the single-device result."""
-  loss_and_grads = jax.jit(jax.value_and_grad(loss_fn, argnums=tuple(range(len(args)))))
-  args = [jnp.asarray(a) for a in args]
-  single_loss, single_grads = loss_and_grads(*args)
-  assert np.isfinite(single_loss) and all(np.all(np.isfinite(g)) for g in single_grads)
-  mesh = _mesh()
-  for specs in placements:
-    placed = [jax.device_put(a, NamedSharding(mesh, spec)) for a, spec in zip(args, specs)]
-    for a, spec in zip(placed, specs):
-      assert len(a.sharding.device_set) == 8 and a.sharding.spec == spec
-    loss, grads = loss_and_grads(*placed)
-    np.testing.assert_allclose(loss, single_loss, rtol=1e-5, atol=1e-6, err_msg=f'{specs}')
-    for argnum, (got, want) in enumerate(zip(grads, single_grads)):
-      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6,
-                                 err_msg=f'argument {argnum} under {specs}')
-
-
 BATCH_SHARDED = [(P('data'), P('data')), (P('data'), P(None, 'data'))]
 
 
@@ -182,8 +158,8 @@ def test_negative_cosine_matches_naive_with_gradients_to_both():
 @pytest.mark.parametrize('loss', [byol, negative_cosine])
 def test_cosine_losses_sharded_equal_single_device(loss):
   rng = np.random.default_rng(2)
-  _assert_sharded_equals_single(loss, (_normal(rng, 16, 8), _normal(rng, 16, 8)),
-                                BATCH_SHARDED[:1])
+  assert_sharded_equals_single(loss, (_normal(rng, 16, 8), _normal(rng, 16, 8)),
+                               BATCH_SHARDED[:1])
 
 
 # ----------------------------------------------------------------------------- Barlow Twins
@@ -229,8 +205,8 @@ def test_barlow_twins_sharded_equal_single_device():
   rng = np.random.default_rng(5)
   z1 = _normal(rng, 16, 8)
   z2 = z1 + _normal(rng, 16, 8, scale=0.5)
-  _assert_sharded_equals_single(functools.partial(barlow_twins, lambd=5e-3), (z1, z2),
-                                BATCH_SHARDED)
+  assert_sharded_equals_single(functools.partial(barlow_twins, lambd=5e-3), (z1, z2),
+                               BATCH_SHARDED)
 
 
 # ----------------------------------------------------------------------------- VICReg
@@ -283,7 +259,7 @@ def test_vicreg_variance_term_zero_above_unit_std_positive_when_collapsed():
 
 def test_vicreg_sharded_equal_single_device():
   z1, z2 = _vicreg_inputs(np.random.default_rng(9), 16, 8)
-  _assert_sharded_equals_single(functools.partial(vicreg, **WEIGHTS), (z1, z2), BATCH_SHARDED)
+  assert_sharded_equals_single(functools.partial(vicreg, **WEIGHTS), (z1, z2), BATCH_SHARDED)
 
 
 @pytest.mark.parametrize('loss', [

@@ -18,6 +18,7 @@ from jssl import methods
 from jssl.config import load_config
 from jssl.train.checkpoint import Checkpointer
 from jssl.train.loop import Run
+import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS_BEFORE, STEPS_AFTER = 2, 2
@@ -26,11 +27,7 @@ _SIZE_FIELDS = ('queue_size', 'support_size', 'bank_size')
 
 def tiny_config(name):
   """The method's digits config, shrunk so that a step compiles and runs in seconds."""
-  config = load_config(os.path.join(REPO, 'experiments', 'configs', f'{name}.py'))
-  config.dataset.image_size = 8
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
+  config = tiny.tiny_config(name, image_size=8)
   config.batch_size = 16
   config.num_steps = STEPS_BEFORE + STEPS_AFTER
   config.optimizer.warmup_steps = 1

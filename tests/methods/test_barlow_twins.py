@@ -8,24 +8,17 @@ import numpy as np
 import pytest
 
 from jssl.config import ConfigError
-from jssl.config import load_config
 from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import barlow_twins
 from jssl.methods import common
+from tiny import BATCH, tiny_config
 
-BATCH = 8
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=10)
 
 
 def _config(lambd=0.05):
-  config = load_config('experiments/configs/barlow_twins.py')
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 6
-  config.batch_size = BATCH
-  config.barlow_twins.lambd = lambd
-  return config
+  return tiny_config('barlow_twins', projection_dim=6, lambd=lambd)
 
 
 def _naive_terms(z1, z2, eps=1e-5):

@@ -10,27 +10,16 @@ import numpy as np
 import pytest
 
 from jssl.config import ConfigError
-from jssl.config import load_config
-from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import byol
 from jssl.methods import common
+from tiny import tiny_config, initialise, unit
 
-BATCH = 8
 STEP, NUM_STEPS = 3, 10
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/byol.py')
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
-  config.byol.predictor_hidden_dim = 16
-  config.byol.momentum = 0.9
-  for key, value in overrides.items():
-    config.byol[key] = value
-  return config
+  return tiny_config('byol', **{'predictor_hidden_dim': 16, 'momentum': 0.9, **overrides})
 
 
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=NUM_STEPS)
@@ -38,22 +27,12 @@ INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=NU
 
 def _setup(config):
   method = byol.create(config, INFO)
-  rng = jax.random.key(0)
-  views = tuple(jax.random.uniform(k, (BATCH, 8, 8, 1)) for k in jax.random.split(rng, 2))
-  params, batch_stats, extra = jax.jit(method.init)(jax.random.key(1), views[0])
-  # Move the online network away from the target so that the EMA step is visible.
-  params = jax.tree_util.tree_map(lambda x: x + 0.05, params)
-  batch = Batch(views=views, label=jnp.zeros(BATCH, jnp.int32), index=jnp.arange(BATCH))
-  return method, params, batch_stats, extra, batch
-
-
-def _unit(x):
-  x = np.asarray(x, np.float64)
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+  # Shifted: the online network differs from the target, so that the EMA step is visible.
+  return (method, *initialise(method, [8, 8], shift=0.05))
 
 
 def _naive_byol(p, z):
-  return float(np.mean(2.0 - 2.0 * np.sum(_unit(p) * _unit(z), -1)))
+  return float(np.mean(2.0 - 2.0 * np.sum(unit(p) * unit(z), -1)))
 
 
 @pytest.mark.parametrize('predictor_hidden_dim', [16, 0])

@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jssl.config import ConfigError, load_config
+from jssl.config import ConfigError
 from jssl.methods import Batch, TrainInfo, cmc, common
+from tiny import tiny_config
 
 BATCH = 8
 NUM_EXAMPLES = 32
@@ -98,12 +99,7 @@ def test_sample_other_rows_never_draws_the_anchor():
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/cmc.py')
-  config.dataset.image_size = 8
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
+  config = tiny_config('cmc', image_size=8)
   config.cmc.num_negatives = 5
   for key, value in overrides.items():
     config.cmc[key] = value

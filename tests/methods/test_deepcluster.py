@@ -19,20 +19,14 @@ from jssl.methods import TrainInfo
 from jssl.methods import deepcluster
 from jssl.methods import kmeans as kmeans_lib
 from jssl.train import optim
-from jssl.train.loop import train_and_evaluate
-from jssl.train.metrics import read_metrics
+from tiny import loop_steps, tiny_config
 
 BATCH, NUM_EXAMPLES, K = 8, 40, 5
 INFO = TrainInfo(num_examples=NUM_EXAMPLES, num_classes=10, image_channels=1, num_steps=10)
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/deepcluster.py')
-  config.dataset.image_size = 8
-  config.model.widths = (4, 8)  # F = 8
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
+  config = tiny_config('deepcluster', image_size=8)  # F = 8
   config.deepcluster.num_clusters = K
   config.deepcluster.pca_dim = 4
   config.deepcluster.kmeans_iters = 5
@@ -156,8 +150,10 @@ def test_epoch_start_reclusters_redraws_classifier_and_resets_its_optimizer_stat
   assert zeroed == 4  # Adam's mu and nu of the kernel and the bias
   assert counts == 2  # Adam's and the schedule's step counts, kept
 
-  # recluster_every=2: an odd epoch leaves everything as it was.
-  same = hook(new_params, new_opt_state, new_extra, features, jnp.int32(5), rng)
+  # recluster_every=2: the loop encodes the training split on even epochs only; at an odd
+  # one the hook gets no features and leaves everything as it was.
+  assert [method.epoch_features(e) for e in range(5)] == [True, False, True, False, True]
+  same = hook(new_params, new_opt_state, new_extra, None, jnp.int32(5), rng)
   for a, b in zip(jax.tree_util.tree_leaves((new_params, new_opt_state, new_extra)),
                   jax.tree_util.tree_leaves(same)):
     np.testing.assert_array_equal(a, b)
@@ -230,14 +226,8 @@ def test_three_steps_on_digits(tmp_path):
   config.num_steps = 3
   config.batch_size = 16
   config.model.widths = (4, 8)
-  config.eval.at_start = False
-  config.eval.batch_size = 16
-  config.eval.linear_steps = 3
-  config.eval.linear_l2_grid = (1e-4,)
-  results = train_and_evaluate(config, str(tmp_path), progress=False)
-  records = [r for r in read_metrics(str(tmp_path / 'metrics.jsonl')) if 'loss' in r]
-  assert len(records) == 3 and all(math.isfinite(r['loss']) for r in records)
+  records = loop_steps(config, str(tmp_path), 3)
+  assert all(math.isfinite(r['loss']) for r in records)
   # The hook ran before step 0: 100 clusters of the 1,259 digits, none empty.
   assert all(r['nonempty_clusters'] == 100 for r in records)
   assert records[0]['kmeans_inertia'] > 0
-  assert 0.0 <= results['knn_top1'] <= 1.0

@@ -11,43 +11,28 @@ import pytest
 from jssl import losses
 from jssl import models
 from jssl.config import ConfigError
-from jssl.config import load_config
-from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import dino
+from tiny import tiny_config, initialise
 
-BATCH = 8
 # 64 examples / batch 8: 8 steps per epoch.
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=40)
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/dino.py')
-  config.dataset.image_size = 8
-  config.model.widths = (4, 8)
+  config = tiny_config('dino', image_size=8, **{
+      'head_hidden_dim': 16, 'bottleneck_dim': 8, 'out_dim': 12,
+      'momentum_schedule': 'constant', 'warmup_teacher_temp': 0.04, 'teacher_temp': 0.07,
+      'warmup_teacher_temp_epochs': 2.0,  # 16 steps
+      **overrides})
   config.augment.local_crop_size = 4
-  config.batch_size = BATCH
-  config.dino.head_hidden_dim = 16
-  config.dino.bottleneck_dim = 8
-  config.dino.out_dim = 12
-  config.dino.momentum_schedule = 'constant'
-  config.dino.warmup_teacher_temp = 0.04
-  config.dino.teacher_temp = 0.07
-  config.dino.warmup_teacher_temp_epochs = 2.0  # 16 steps
-  for key, value in overrides.items():
-    config.dino[key] = value
   return config
 
 
 def _setup(config):
   method = dino.create(config, INFO)
-  rng = np.random.default_rng(0)
-  views = tuple(jnp.asarray(rng.uniform(size=(BATCH, v.out_size, v.out_size, 1)), jnp.float32)
-                for v in method.views)
-  params, batch_stats, extra = jax.jit(method.init)(jax.random.key(1), views[0])
-  batch = Batch(views=views, label=jnp.zeros(BATCH, jnp.int32), index=jnp.arange(BATCH))
-  return method, params, batch_stats, extra, batch
+  return (method, *initialise(method))
 
 
 def _network(config):

@@ -9,23 +9,19 @@ import numpy as np
 import pytest
 
 from jssl.config import ConfigError
-from jssl.config import load_config
 from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import instdisc
 from jssl.methods import memory
+from tiny import tiny_config
 
 BATCH, NUM_EXAMPLES, K, TAU = 8, 40, 6, 0.5
 INFO = TrainInfo(num_examples=NUM_EXAMPLES, num_classes=10, image_channels=1, num_steps=10)
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/instdisc.py')
-  config.dataset.image_size = 8
-  config.model.widths = (4, 8)
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
+  config = tiny_config('instdisc', image_size=8)
   config.instdisc.objective = 'nce'
   config.instdisc.num_negatives = K
   config.instdisc.temperature = TAU

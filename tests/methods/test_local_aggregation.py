@@ -21,8 +21,7 @@ from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import kmeans as kmeans_lib
 from jssl.methods import local_aggregation as la
-from jssl.train.loop import train_and_evaluate
-from jssl.train.metrics import read_metrics
+from tiny import loop_steps, tiny_config
 
 BATCH, NUM_EXAMPLES, DIM, K_BACK, TAU = 8, 40, 6, 10, 0.5
 INFO = TrainInfo(num_examples=NUM_EXAMPLES, num_classes=10, image_channels=1, num_steps=10)
@@ -127,11 +126,7 @@ def test_instance_loss_is_softmax_over_the_whole_bank():
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/local_aggregation.py')
-  config.dataset.image_size = 8
-  config.model.widths = (4, 8)
-  config.model.projection_dim = DIM
-  config.batch_size = BATCH
+  config = tiny_config('local_aggregation', projection_dim=DIM, image_size=8)
   config.local_aggregation.background_neighbours = K_BACK
   config.local_aggregation.num_clusters = 5
   config.local_aggregation.num_kmeans = 3
@@ -159,8 +154,9 @@ def test_method_warmup_then_aggregation_bank_update_and_epoch_hook():
   hook = jax.jit(method.epoch_start)
   opt_state = {'mu': jnp.ones(3)}
   # Epoch 0 is the warm-up: no clustering, the loss is the softmax over the whole bank.
-  p0, o0, extra0 = hook(params, opt_state, extra, jnp.zeros((NUM_EXAMPLES, 8)), jnp.int32(0),
-                        jax.random.key(2))
+  # It clusters the bank, so the loop never encodes the training split for it.
+  assert not any(method.epoch_features(e) for e in range(3))
+  p0, o0, extra0 = hook(params, opt_state, extra, None, jnp.int32(0), jax.random.key(2))
   assert p0 is not None and o0['mu'].shape == (3,)
   np.testing.assert_array_equal(extra0['cluster_labels'], extra['cluster_labels'])
   assert int(extra0['epoch']) == 0
@@ -226,12 +222,7 @@ def test_three_steps_on_digits(tmp_path):
   config.model.widths = (4, 8)
   config.local_aggregation.instance_warmup_epochs = 0  # the hook clusters the bank at step 0
   config.local_aggregation.num_kmeans = 2
-  config.eval.at_start = False
-  config.eval.batch_size = 16
-  config.eval.linear_steps = 3
-  config.eval.linear_l2_grid = (1e-4,)
-  train_and_evaluate(config, str(tmp_path), progress=False)
-  records = [r for r in read_metrics(str(tmp_path / 'metrics.jsonl')) if 'loss' in r]
-  assert len(records) == 3 and all(math.isfinite(r['loss']) for r in records)
+  records = loop_steps(config, str(tmp_path), 3)
+  assert all(math.isfinite(r['loss']) for r in records)
   assert all(r['instance_phase'] == 0.0 for r in records)
   assert all(r['close_neighbours'] >= 1.0 for r in records)

@@ -9,46 +9,25 @@ import numpy as np
 import pytest
 
 from jssl.config import ConfigError
-from jssl.config import load_config
-from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import meanshift
-
-BATCH = 8
+from tiny import BATCH, tiny_config, initialise, unit
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/meanshift.py')
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
-  config.meanshift.bank_size = 3 * BATCH
-  config.meanshift.predictor_hidden_dim = 16
-  for key, value in overrides.items():
-    config.meanshift[key] = value
-  return config
+  return tiny_config('meanshift', **{'bank_size': 3 * BATCH, 'predictor_hidden_dim': 16,
+                                     **overrides})
 
 
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=10)
 
 
-def _unit(x):
-  x = np.asarray(x, np.float64)
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def _setup(config):
   method = meanshift.create(config, INFO)
-  rng = jax.random.key(0)
-  views = tuple(jax.random.uniform(k, (BATCH, 8, 8, 1)) for k in jax.random.split(rng, 2))
-  params, batch_stats, extra = method.init(jax.random.key(1), views[0])
-  # Move the online network away from the target so that the EMA step is visible.
-  params = jax.tree_util.tree_map(lambda x: x + 0.05, params)
-  extra = {**extra, 'queue_pointer': jnp.asarray(20, jnp.int32)}  # a wrapping push
-  batch = Batch(views=views, label=jnp.zeros(BATCH, jnp.int32), index=jnp.arange(BATCH))
-  return method, params, batch_stats, extra, batch
+  # Shifted online network (a visible EMA step); pointer 20: the push wraps around the bank.
+  return (method, *initialise(method, [8, 8], shift=0.05,
+                              queue_pointer=jnp.asarray(20, jnp.int32)))
 
 
 def test_mean_shift_loss_hand_built():
@@ -61,7 +40,7 @@ def test_mean_shift_loss_hand_built():
   # Target 1's are (s, -s) and e0; its prediction e0 is at 2 - 2s and 0.
   np.testing.assert_allclose(value, ((2.0 + 2.0 - 2.0 * s) / 2 + (2.0 - 2.0 * s) / 2) / 2,
                              rtol=1e-6)
-  t = _unit(target)
+  t = unit(target)
   cosines = [t[0] @ [1, 0], t[0] @ [s, s], t[1] @ [s, -s], t[1] @ [1, 0]]
   np.testing.assert_allclose(metrics['neighbour_cosine'], np.mean(cosines), rtol=1e-6)
   # One neighbour: the loss against the single nearest row only.
@@ -88,12 +67,12 @@ def test_with_one_neighbour_the_target_is_its_own_neighbour():
   p, t = embeddings(params, batch_stats,
                     {'params': target_params, 'batch_stats': extra['target']['batch_stats']},
                     batch.views)
-  expected = np.mean(2.0 - 2.0 * np.sum(_unit(p) * _unit(t), -1))
+  expected = np.mean(2.0 - 2.0 * np.sum(unit(p) * unit(t), -1))
   np.testing.assert_allclose(value, expected, rtol=1e-5)
   np.testing.assert_allclose(out.metrics['neighbour_cosine'], 1.0, rtol=1e-5)
   # Searching the bank as it was before the push would give a different loss.
   old_bank = np.asarray(extra['queue'], np.float64)
-  before = np.mean([2.0 - 2.0 * _unit(p)[i] @ old_bank[np.argmax(old_bank @ _unit(t)[i])]
+  before = np.mean([2.0 - 2.0 * unit(p)[i] @ old_bank[np.argmax(old_bank @ unit(t)[i])]
                     for i in range(BATCH)])
   assert abs(before - expected) > 1e-3
 
@@ -110,7 +89,7 @@ def test_with_one_neighbour_the_target_is_its_own_neighbour():
   # Bank: rows 20..23 then 0..3 (pointer 20, bank 24, batch 8) hold the unit targets.
   bank = np.asarray(out.extra['queue'])
   rows = np.arange(20, 28) % 24
-  np.testing.assert_allclose(bank[rows], _unit(t), atol=1e-5)
+  np.testing.assert_allclose(bank[rows], unit(t), atol=1e-5)
   others = np.setdiff1d(np.arange(24), rows)
   np.testing.assert_array_equal(bank[others], np.asarray(extra['queue'])[others])
   assert int(out.extra['queue_pointer']) == 4

@@ -7,6 +7,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jssl.methods import memory
+from tiny import tiny_config
 
 
 def test_queue_push_is_fifo_and_wraps_around():
@@ -101,14 +102,8 @@ def test_sample_negatives_and_nearest_neighbours():
 
 
 def test_moco_key_encoder_gets_no_gradient_and_queue_gets_the_keys():
-  from jssl.config import load_config  # pylint: disable=g-import-not-at-top
   from jssl.methods import Batch, TrainInfo, moco  # pylint: disable=g-import-not-at-top
-  config = load_config('experiments/configs/moco.py')
-  config.dataset.image_size = 8
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
-  config.batch_size = 8
+  config = tiny_config('moco', image_size=8)
   config.moco.queue_size = 16
   method = moco.create(config, TrainInfo(num_examples=100, num_classes=10, image_channels=1,
                                          num_steps=10))

@@ -8,26 +8,15 @@ import numpy as np
 import pytest
 
 from jssl.config import ConfigError
-from jssl.config import load_config
-from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import nnclr
-
-BATCH = 8
+from tiny import BATCH, tiny_config, initialise, unit
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/nnclr.py')
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
-  config.nnclr.support_size = 2 * BATCH
-  config.nnclr.predictor_hidden_dim = 16
-  for key, value in overrides.items():
-    config.nnclr[key] = value
-  return config
+  return tiny_config('nnclr', **{'support_size': 2 * BATCH, 'predictor_hidden_dim': 16,
+                                 **overrides})
 
 
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=10)
@@ -35,21 +24,12 @@ INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=10
 
 def _setup(config):
   method = nnclr.create(config, INFO)
-  rng = jax.random.key(0)
-  views = tuple(jax.random.uniform(k, (BATCH, 8, 8, 1)) for k in jax.random.split(rng, 2))
-  params, batch_stats, extra = method.init(jax.random.key(1), views[0])
-  extra = {**extra, 'queue_pointer': jnp.asarray(3, jnp.int32)}  # a wrapping push
-  batch = Batch(views=views, label=jnp.zeros(BATCH, jnp.int32), index=jnp.arange(BATCH))
-  return method, params, batch_stats, extra, batch
-
-
-def _unit(x):
-  x = np.asarray(x, np.float64)
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+  # Pointer 3: the push wraps around the end of the support queue.
+  return (method, *initialise(method, [8, 8], queue_pointer=jnp.asarray(3, jnp.int32)))
 
 
 def _naive_batch_info_nce(query, key, temperature):
-  q, k = _unit(query), _unit(key)
+  q, k = unit(query), unit(key)
   total = 0.0
   for i in range(len(q)):
     logits = np.array([q[i] @ k[j] for j in range(len(k))]) / temperature
@@ -58,7 +38,7 @@ def _naive_batch_info_nce(query, key, temperature):
 
 
 def _naive_nn(z, support):
-  z, support = _unit(z), _unit(support)
+  z, support = unit(z), unit(support)
   return support[[int(np.argmax([zi @ s for s in support])) for zi in z]]
 
 
@@ -98,11 +78,11 @@ def test_loss_matches_reference_and_pushes_view_one():
                  + _naive_batch_info_nce(_naive_nn(z2, pushed), p1, 0.3))
   assert abs(after - expected) > 1e-3
   np.testing.assert_allclose(out.metrics['nn_cosine'],
-                             np.mean(np.sum(_unit(z1) * nn1, -1)), rtol=1e-5)
+                             np.mean(np.sum(unit(z1) * nn1, -1)), rtol=1e-5)
 
   # Rows 3..10 (pointer 3, batch 8) now hold the unit z1 of view 1; the others are unchanged.
   rows = np.arange(3, 3 + BATCH)
-  np.testing.assert_allclose(pushed[rows], _unit(z1), atol=1e-6)
+  np.testing.assert_allclose(pushed[rows], unit(z1), atol=1e-6)
   others = np.setdiff1d(np.arange(len(queue)), rows)
   np.testing.assert_array_equal(pushed[others], queue[others])
   assert int(out.extra['queue_pointer']) == 3 + BATCH

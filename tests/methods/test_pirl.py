@@ -15,6 +15,7 @@ from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import pirl
+from tiny import tiny_config
 
 BATCH, NUM_EXAMPLES, K, TAU = 8, 40, 6, 0.5
 INFO = TrainInfo(num_examples=NUM_EXAMPLES, num_classes=10, image_channels=1, num_steps=10)
@@ -79,11 +80,7 @@ def test_tile_size_of_each_config(variant, tile):
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/pirl.py')
-  config.dataset.image_size = 12  # 4-px cells, 3-px tiles
-  config.model.widths = (4, 8)
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
+  config = tiny_config('pirl', image_size=12)  # 4-px cells, 3-px tiles
   config.pirl.objective = 'nce'
   config.pirl.num_negatives = K
   config.pirl.temperature = TAU

@@ -9,25 +9,14 @@ import numpy as np
 import pytest
 
 from jssl.config import ConfigError
-from jssl.config import load_config
-from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import simsiam
-
-BATCH = 8
+from tiny import tiny_config, initialise, unit
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/simsiam.py')
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 16
-  config.batch_size = BATCH
-  config.simsiam.predictor_hidden_dim = 8
-  for key, value in overrides.items():
-    config.simsiam[key] = value
-  return config
+  return tiny_config('simsiam', projection_dim=16, **{'predictor_hidden_dim': 8, **overrides})
 
 
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=10)
@@ -35,23 +24,14 @@ INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=10
 
 def _setup(config):
   method = simsiam.create(config, INFO)
-  rng = jax.random.key(0)
-  views = tuple(jax.random.uniform(k, (BATCH, 8, 8, 1)) for k in jax.random.split(rng, 2))
-  params, batch_stats, extra = jax.jit(method.init)(jax.random.key(1), views[0])
-  batch = Batch(views=views, label=jnp.zeros(BATCH, jnp.int32), index=jnp.arange(BATCH))
-  return method, params, batch_stats, extra, batch
-
-
-def _unit(x):
-  x = np.asarray(x, np.float64)
-  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+  return (method, *initialise(method, [8, 8]))
 
 
 def _naive_d(p, z):
-  return float(-np.mean(np.sum(_unit(p) * _unit(z), -1)))
+  return float(-np.mean(np.sum(unit(p) * unit(z), -1)))
 
 
-def _jnp_unit(x):
+def _jnpunit(x):
   return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
 
@@ -97,8 +77,8 @@ def test_gradient_is_that_of_a_constant_target_only_with_stop_gradient(stop_grad
 
   def constant_target_loss(params, c1, c2):
     (_, p1), (_, p2) = _heads(config, params, batch_stats, batch.views)
-    return 0.5 * (-jnp.mean(jnp.sum(_jnp_unit(p1) * _jnp_unit(c2), -1))
-                  - jnp.mean(jnp.sum(_jnp_unit(p2) * _jnp_unit(c1), -1)))
+    return 0.5 * (-jnp.mean(jnp.sum(_jnpunit(p1) * _jnpunit(c2), -1))
+                  - jnp.mean(jnp.sum(_jnpunit(p2) * _jnpunit(c1), -1)))
 
   @jax.jit
   def gradients(params):

@@ -8,22 +8,15 @@ import numpy as np
 import pytest
 
 from jssl import losses
-from jssl.config import ConfigError, load_config
+from jssl.config import ConfigError
 from jssl.methods import Batch, TrainInfo, common, supcon
+from tiny import BATCH, tiny_config
 
-BATCH = 8
 INFO = TrainInfo(num_examples=64, num_classes=3, image_channels=1, num_steps=10)
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/supcon.py')
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
-  for key, value in overrides.items():
-    config.supcon[key] = value
-  return config
+  return tiny_config('supcon', **overrides)
 
 
 def _batch(labels):

@@ -12,39 +12,24 @@ import pytest
 from jssl import losses
 from jssl import models
 from jssl.config import ConfigError
-from jssl.config import load_config
-from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import swav
+from tiny import BATCH, tiny_config, initialise
 
-BATCH = 8
 # 64 examples / batch 8: 8 steps per epoch.
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=40)
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/swav.py')
-  config.dataset.image_size = 8
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
+  config = tiny_config('swav', image_size=8, **{'num_prototypes': 6, **overrides})
   config.augment.local_crop_size = 4
-  config.batch_size = BATCH
-  config.swav.num_prototypes = 6
-  for key, value in overrides.items():
-    config.swav[key] = value
   return config
 
 
 def _setup(config):
   method = swav.create(config, INFO)
-  rng = np.random.default_rng(0)
-  views = tuple(jnp.asarray(rng.uniform(size=(BATCH, v.out_size, v.out_size, 1)), jnp.float32)
-                for v in method.views)
-  params, batch_stats, extra = jax.jit(method.init)(jax.random.key(1), views[0])
-  batch = Batch(views=views, label=jnp.zeros(BATCH, jnp.int32), index=jnp.arange(BATCH))
-  return method, params, batch_stats, extra, batch
+  return (method, *initialise(method))
 
 
 def _network(config):

@@ -10,8 +10,8 @@ import pytest
 
 from jssl.config import ConfigError, load_config
 from jssl.methods import Batch, TrainInfo, common, triplet
+from tiny import BATCH, tiny_config
 
-BATCH = 8
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=10)
 
 # Row i: distances from anchor i to candidates 0..3; the diagonal is the positive distance.
@@ -79,14 +79,7 @@ def test_mining_rejects_non_square_input():
 
 
 def _config(**overrides):
-  config = load_config('experiments/configs/triplet.py')
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 8
-  config.batch_size = BATCH
-  for key, value in overrides.items():
-    config.triplet[key] = value
-  return config
+  return tiny_config('triplet', **overrides)
 
 
 def _run_loss(config):

@@ -8,25 +8,17 @@ import numpy as np
 import pytest
 
 from jssl.config import ConfigError
-from jssl.config import load_config
 from jssl.methods import Batch
 from jssl.methods import TrainInfo
 from jssl.methods import common
 from jssl.methods import vicreg
+from tiny import BATCH, tiny_config
 
-BATCH = 8
 INFO = TrainInfo(num_examples=64, num_classes=10, image_channels=1, num_steps=10)
 
 
 def _config(**weights):
-  config = load_config('experiments/configs/vicreg.py')
-  config.model.widths = (4, 8)
-  config.model.projection_hidden_dim = 16
-  config.model.projection_dim = 6
-  config.batch_size = BATCH
-  for key, value in weights.items():
-    config.vicreg[key] = value
-  return config
+  return tiny_config('vicreg', projection_dim=6, **weights)
 
 
 def _naive_terms(z1, z2, eps=1e-4):

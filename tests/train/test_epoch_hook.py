@@ -87,6 +87,36 @@ def test_hook_runs_before_each_epoch_and_sees_every_training_example(recording):
     run.iterator.close()
 
 
+def test_epoch_features_false_skips_encoding_and_passes_none(recording, monkeypatch):
+  def create(config, info):
+    method = _create_recording_simclr(config, info)
+
+    def epoch_start(params, opt_state, extra, features, epoch, rng):
+      if features is None:  # a Python-level branch: jit traces each case once
+        return params, opt_state, {**extra, 'calls': extra['calls'] + 1, 'last_epoch': epoch}
+      return method.epoch_start(params, opt_state, extra, features, epoch, rng)
+
+    return method._replace(epoch_start=epoch_start, epoch_features=lambda epoch: epoch % 2 == 0)
+
+  monkeypatch.setitem(methods.METHODS, 'simclr', create)
+  extracted = []
+  real_extract = evaluation.extract
+  monkeypatch.setattr(evaluation, 'extract',
+                      lambda *a, **k: extracted.append(1) or real_extract(*a, **k))
+  run = loop.Run(recording, '/tmp/unused')
+  try:
+    run.start_epoch(0)
+    with_features = jax.device_get(run.state.extra)
+    assert len(extracted) == 1 and np.any(with_features['feature_sum'] != 0)
+    run.start_epoch(1)
+    extra = jax.device_get(run.state.extra)
+    assert len(extracted) == 1  # epoch 1: no pass over the training split
+    assert int(extra['calls']) == 2 and int(extra['last_epoch']) == 1
+    np.testing.assert_array_equal(extra['feature_sum'], with_features['feature_sum'])
+  finally:
+    run.iterator.close()
+
+
 def test_resuming_at_an_epoch_boundary_repeats_the_hook_exactly(recording, tmp_path):
   recording.num_steps = 9
   recording.checkpoint_every = 4
