@@ -48,7 +48,9 @@ def metrics(workdir):
     return [json.loads(line) for line in f]
 
 
-@pytest.fixture(scope='module')
+# Session scope: the xdist_group keeps its tests on one worker, but that worker may run other
+# modules' tests in between, which would tear a module-scoped fixture down and run it again.
+@pytest.fixture(scope='session')
 def uninterrupted(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('uninterrupted'))
   result = run_main(workdir)
