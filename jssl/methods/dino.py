@@ -3,9 +3,9 @@
 The student (encoder + DINO head) sees every view; the teacher, an EMA of the student with a
 cosine momentum schedule (0.996 -> 1 in the paper), sees only the two global views. The
 teacher's outputs are centred (minus a running mean of them, momentum 0.9) and sharpened
-(temperature 0.04, or 0.04 -> 0.07 after a linear warm-up) into targets with no gradient; the student's
-softmax at temperature 0.1 predicts them for every pair (teacher view i, student view v != i),
-averaged over the pairs (`jssl.losses.dino`). Centring prevents one output from dominating,
+(temperature 0.04, or 0.04 -> 0.07 after a linear warm-up) into targets with no gradient;
+the student's softmax at temperature 0.1 predicts them for every pair (teacher view i, student
+view v != i), averaged over the pairs (`jssl.losses.dino`). Centring prevents one output from dominating,
 sharpening prevents the uniform collapse.
 
 Choices where the paper leaves room:
