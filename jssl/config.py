@@ -45,6 +45,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment[name] = config_dict.placeholder(float)
   c.augment.crop_scale = config_dict.placeholder(tuple)
   c.augment.crop_ratio = config_dict.placeholder(tuple)
+  for name in ('cutout_prob', 'cutout_size', 'rotate_prob'):
+    c.augment[name] = config_dict.placeholder(float)
+  # '+'-joined transformations ('crop+color'; jssl.augment.COMPOSE_TRANSFORMS) replacing the
+  # preset, for augmentation-composition studies (SimCLR Fig. 5); '' uses the preset.
+  c.augment.compose = ''
   # Multi-crop (SwAV, DINO): methods that use it take the preset's two (global) views followed
   # by `num_local_crops` small views of the first view's kind, `local_crop_size` pixels a side
   # (None: image_size * 96 / 224, the papers' ratio) cropped from `local_crop_scale` of the area.
@@ -210,6 +215,11 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
   _require(config.augment.preset in augment.PRESETS,
            f'config.augment.preset={config.augment.preset!r} is unknown; choose one of '
            f'{sorted(augment.PRESETS)}.')
+  if config.augment.get('compose'):
+    try:
+      augment.compose_views(config.augment.compose, out_size=config.dataset.image_size)
+    except ValueError as error:
+      raise ConfigError(f'config.{error}') from None
   _require(config.optimizer.name in optim.OPTIMIZERS,
            f'config.optimizer.name={config.optimizer.name!r} is unknown; choose one of '
            f'{optim.OPTIMIZERS}.')

@@ -430,6 +430,45 @@ def random_solarize(key: jax.Array, image: jax.Array, *, prob: float,
   return _maybe_apply(coin, prob, functools.partial(solarize, threshold=threshold), image)
 
 
+def cutout(image: jax.Array, top: jax.Array, left: jax.Array, size: int) -> jax.Array:
+  """Sets a `size` x `size` square whose top-left corner is (top, left) to 0.5 (grey).
+
+  The square may extend past the border (DeVries & Taylor 2017 centre their square anywhere in
+  the image); only the part inside is erased. [H, W, C] -> [H, W, C].
+  """
+  rows = jnp.arange(image.shape[0])[:, None, None]
+  cols = jnp.arange(image.shape[1])[None, :, None]
+  inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+  return jnp.where(inside, jnp.asarray(0.5, image.dtype), image)
+
+
+def _cutout(u, image, *, prob, size_fraction):
+  """Cutout with probability `prob`; the square's side is `size_fraction` of the image side and
+  its centre is uniform over the image (u: 3 uniforms: apply or not, centre row, centre col)."""
+  if prob <= 0.0:
+    return image
+  size = max(1, round(size_fraction * min(image.shape[0], image.shape[1])))
+  top = jnp.floor(u[1] * image.shape[0]).astype(jnp.int32) - size // 2
+  left = jnp.floor(u[2] * image.shape[1]).astype(jnp.int32) - size // 2
+  return _maybe_apply(u[0], prob, lambda x: cutout(x, top, left, size), image)
+
+
+def rotate90(image: jax.Array, quarter_turns: jax.Array) -> jax.Array:
+  """Rotates a square [S, S, C] image by `quarter_turns` x 90 degrees (traced int 0..3)."""
+  # select_n over the four rotations rather than lax.switch: a vmapped switch is a select
+  # anyway, and select_n batches on Explicit mesh axes (see _color_jitter).
+  return jax.lax.select_n(quarter_turns, *[jnp.rot90(image, k=k, axes=(0, 1)) for k in range(4)])
+
+
+def _rotate(u, image, *, prob):
+  """With probability `prob`, a rotation by 90, 180 or 270 degrees, chosen uniformly
+  (SimCLR's Fig. 5 rotation; u: 2 uniforms)."""
+  if prob <= 0.0:
+    return image
+  turns = 1 + jnp.minimum(jnp.floor(u[1] * 3).astype(jnp.int32), 2)
+  return _maybe_apply(u[0], prob, lambda x: rotate90(x, turns), image)
+
+
 def map_examples(fn: Callable[[jax.Array, jax.Array], jax.Array], key: jax.Array,
                  images: jax.Array) -> jax.Array:
   """Applies a per-example random op to a batch with one key per example.
@@ -475,6 +514,9 @@ class ViewConfig:
     blur_prob: probability of Gaussian blur.
     blur_sigma: (min, max) blur standard deviation in pixels.
     solarize_prob: probability of solarization.
+    cutout_prob: probability of cutout (a grey square, DeVries & Taylor 2017).
+    cutout_size: side of the cutout square as a fraction of the view's side.
+    rotate_prob: probability of a rotation by 90, 180 or 270 degrees (square views).
   """
 
   out_size: int
@@ -490,6 +532,9 @@ class ViewConfig:
   blur_prob: float = 0.0
   blur_sigma: tuple[float, float] = (0.1, 2.0)
   solarize_prob: float = 0.0
+  cutout_prob: float = 0.0
+  cutout_size: float = 0.5
+  rotate_prob: float = 0.0
 
   def __post_init__(self):
     # Lists (e.g. from a config file) become tuples so the config stays hashable.
@@ -512,7 +557,8 @@ class ViewConfig:
     if not 0 < lo <= hi:
       raise ValueError(f'ViewConfig.blur_sigma must satisfy 0 < min <= max, '
                        f'got {self.blur_sigma}')
-    for name in ('flip_prob', 'jitter_prob', 'grayscale_prob', 'blur_prob', 'solarize_prob'):
+    for name in ('flip_prob', 'jitter_prob', 'grayscale_prob', 'blur_prob', 'solarize_prob',
+                 'cutout_prob', 'rotate_prob'):
       value = getattr(self, name)
       if not 0 <= value <= 1:
         raise ValueError(f'ViewConfig.{name} is a probability in [0, 1], got {value!r}')
@@ -520,13 +566,17 @@ class ViewConfig:
       value = getattr(self, name)
       if value < 0:
         raise ValueError(f'ViewConfig.{name} is a jitter strength >= 0, got {value!r}')
+    if not 0 < self.cutout_size <= 1:
+      raise ValueError(f'ViewConfig.cutout_size is a fraction of the side in (0, 1], '
+                       f'got {self.cutout_size!r}')
     if self.hue > 0.5:
       raise ValueError(f'ViewConfig.hue is a fraction of the colour wheel in [0, 0.5], '
                        f'got {self.hue!r}')
 
 
 def augment_example(key: jax.Array, image: jax.Array, view: ViewConfig) -> jax.Array:
-  """One view of one example: crop -> flip -> jitter -> grayscale -> blur -> solarize.
+  """One view of one example: crop -> flip -> jitter -> grayscale -> blur -> solarize ->
+  cutout -> rotation.
 
   Args:
     key: PRNG key for this example.
@@ -549,6 +599,12 @@ def augment_example(key: jax.Array, image: jax.Array, view: ViewConfig) -> jax.A
     x = _maybe_apply(u_gray[0], view.grayscale_prob, to_grayscale, x)
   x = _blur(u_blur, x, prob=view.blur_prob, sigma=view.blur_sigma)
   x = _maybe_apply(u_solarize[0], view.solarize_prob, solarize, x)
+  if view.cutout_prob > 0 or view.rotate_prob > 0:
+    # Their own draws, from a key of their own: views without them keep the exact random
+    # numbers (and outputs) they had before these transformations existed.
+    u_cutout, u_rotate = jnp.split(jax.random.uniform(jax.random.fold_in(key, 1), (5,)), [3])
+    x = _cutout(u_cutout, x, prob=view.cutout_prob, size_fraction=view.cutout_size)
+    x = _rotate(u_rotate, x, prob=view.rotate_prob)
   return x
 
 

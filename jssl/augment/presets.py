@@ -71,6 +71,48 @@ PRESETS: dict[str, Callable[[int], tuple[ViewConfig, ...]]] = {
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(ViewConfig))
 
+# Named transformations for composition studies (SimCLR, Chen et al. 2020, Fig. 5): each is
+# a set of ViewConfig fields applied on top of the identity view (the whole image, resized).
+# Strengths are the `small` preset's (crop, colour) or SimCLR's (cutout, rotation); on
+# grayscale images colour jitter changes only brightness and contrast.
+COMPOSE_TRANSFORMS: dict[str, dict] = {
+    'crop': dict(crop_scale=(0.2, 1.0), flip_prob=0.5),
+    'cutout': dict(cutout_prob=1.0, cutout_size=0.5),
+    'color': dict(jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                  grayscale_prob=0.2),
+    'blur': dict(blur_prob=1.0, blur_sigma=(0.1, 1.0)),
+    'rotate': dict(rotate_prob=1.0),
+}
+
+
+def compose_views(names: str, *, out_size: int, num_views: int = 2) -> tuple[ViewConfig, ...]:
+  """Views made of exactly the named transformations, e.g. 'crop+color' (no preset).
+
+  Every view gets the same composition; the transformations run in `augment_example`'s fixed
+  order (crop, flip, colour, blur, cutout, rotation), so 'a+b' equals 'b+a'.
+
+  Args:
+    names: '+'-joined keys of `COMPOSE_TRANSFORMS`; 'none' is the identity view.
+    out_size: side of the views.
+    num_views: how many (identical) view configurations.
+
+  Raises:
+    ValueError: an unknown or repeated name.
+  """
+  parts = [part.strip() for part in names.split('+')]
+  if parts == ['none']:
+    parts = []
+  unknown = [part for part in parts if part not in COMPOSE_TRANSFORMS]
+  if unknown or len(set(parts)) != len(parts):
+    raise ValueError(f'augment.compose={names!r}: give distinct transformations from '
+                     f'{sorted(COMPOSE_TRANSFORMS)} joined by "+" (e.g. "crop+color"), or "none"')
+  fields = {}
+  for part in parts:
+    fields.update(COMPOSE_TRANSFORMS[part])
+  view = ViewConfig(out_size=out_size, crop_scale=fields.pop('crop_scale', (1.0, 1.0)),
+                    crop_ratio=(1.0, 1.0) if 'crop' not in parts else (3 / 4, 4 / 3), **fields)
+  return (view,) * num_views
+
 
 def get_views(name: str, *, out_size: int, **overrides) -> tuple[ViewConfig, ...]:
   """The views of a named preset, with `overrides` applied to every view.
@@ -96,7 +138,7 @@ def get_views(name: str, *, out_size: int, **overrides) -> tuple[ViewConfig, ...
 
 
 # Fields of a config's `augment` section that are not ViewConfig overrides.
-_MULTICROP_FIELDS = ('num_local_crops', 'local_crop_size', 'local_crop_scale')
+_MULTICROP_FIELDS = ('num_local_crops', 'local_crop_size', 'local_crop_scale', 'compose')
 
 
 def local_crop_size(image_size: int) -> int:
@@ -128,6 +170,8 @@ def views_from_config(augment_config, *, out_size: int,
                       multi_crop: bool = False) -> tuple[ViewConfig, ...]:
   """`get_views` from a config's `augment` section: `preset` plus every field that is set.
 
+  A non-empty `compose` ('crop+color', see `compose_views`) replaces the preset.
+
   Fields left at None keep the preset's value; e.g. `--config.augment.blur_prob=0.0`.
 
   Args:
@@ -141,7 +185,15 @@ def views_from_config(augment_config, *, out_size: int,
   """
   overrides = {key: value for key, value in augment_config.items()
                if key not in ('preset',) + _MULTICROP_FIELDS and value is not None}
-  views = get_views(augment_config.preset, out_size=out_size, **overrides)
+  compose = augment_config.get('compose')
+  if compose:  # a composition study replaces the preset; the overrides still apply
+    unknown = sorted(set(overrides) - set(_FIELDS))
+    if unknown:
+      raise ValueError(f'Unknown ViewConfig field(s) {unknown}; valid fields: {list(_FIELDS)}')
+    views = tuple(dataclasses.replace(view, **overrides)
+                  for view in compose_views(compose, out_size=out_size))
+  else:
+    views = get_views(augment_config.preset, out_size=out_size, **overrides)
   num_local = augment_config.get('num_local_crops', 0)
   if not multi_crop or not num_local:
     return views
