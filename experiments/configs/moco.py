@@ -24,6 +24,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
       'queue_size': 1024,  # K keys, a multiple of the global batch
       'momentum': 0.99,  # key encoder EMA; the papers' 0.999 suits their 100s of k steps
       'momentum_schedule': 'constant',
+      # 'dense' builds the N x K logits against the queue; 'blockwise' computes the same loss
+      # in tiles of loss_block_size^2 (memory linear in N + K), for very large batches/queues.
+      'loss_impl': 'dense',
+      'loss_block_size': 1024,
   })
   dataset, _, version = (variant or 'digits').partition('_v')
   if dataset not in jssl_config.DATA_PRESETS or version not in ('', '1'):

@@ -18,7 +18,13 @@ from jssl import config as jssl_config
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config = jssl_config.base_config()
   config.method = 'simclr'
-  config.simclr = ml_collections.ConfigDict({'temperature': 0.2})
+  config.simclr = ml_collections.ConfigDict({
+      'temperature': 0.2,
+      # 'dense' builds the 2N x 2N similarity matrix; 'blockwise' computes the same loss in
+      # tiles of loss_block_size^2 (memory linear in the batch), for very large batches.
+      'loss_impl': 'dense',
+      'loss_block_size': 1024,
+  })
 
   if variant in (None, '', 'digits'):
     jssl_config.apply_data_preset(config, 'digits')

@@ -1,5 +1,9 @@
 """Pure loss functions of arrays (see each docstring for shapes and the paper)."""
 
+from jssl.losses.blockwise import (
+    info_nce_blockwise,
+    nt_xent_blockwise,
+)
 from jssl.losses.clustering import (
     dino,
     dino_center_update,
@@ -34,11 +38,13 @@ __all__ = [
     'dino',
     'dino_center_update',
     'info_nce',
+    'info_nce_blockwise',
     'l2_normalize',
     'margin_contrastive',
     'nce',
     'negative_cosine',
     'nt_xent',
+    'nt_xent_blockwise',
     'sinkhorn',
     'supcon',
     'swav',

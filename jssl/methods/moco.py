@@ -21,9 +21,16 @@ the loss uses the queue as it was before this batch, and the keys are enqueued.
 
 State (`extra`): 'target' {params, batch_stats} of the key encoder, 'queue' [K, D] of unit
 keys, 'queue_pointer' (the oldest row).
+
+`config.moco.loss_impl` picks the InfoNCE: 'dense' (the N x K logits against the queue) or
+'blockwise' (tiles of `config.moco.loss_block_size`, for batches and queues whose N x K logits
+do not fit in memory); both give the same loss and gradients.
 """
 
 from __future__ import annotations
+
+import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +45,17 @@ from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
 
+# config.moco.loss_impl -> the InfoNCE f(query, key, negatives, *, temperature), given the
+# block size.
+LOSS_IMPLS = {
+    'dense': lambda block_size: losses.info_nce,
+    'blockwise': lambda block_size: functools.partial(losses.info_nce_blockwise,
+                                                      block_size=block_size),
+}
+# Defaults of the fields for configs written before they existed.
+DEFAULT_LOSS_IMPL = 'dense'
+DEFAULT_LOSS_BLOCK_SIZE = 1024
+
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks `config.moco` against the global batch; raises ConfigError."""
@@ -46,6 +64,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   memory.validate_ema('moco', c, paper='MoCo: 0.999')
   if c.temperature <= 0:
     raise ConfigError(f'config.moco.temperature={c.temperature} must be positive.')
+  loss_impl = c.get('loss_impl', DEFAULT_LOSS_IMPL)
+  if loss_impl not in LOSS_IMPLS:
+    raise ConfigError(f'config.moco.loss_impl={loss_impl!r} is unknown; choose one of '
+                      f'{sorted(LOSS_IMPLS)} (blockwise never builds the N x K logits).')
+  block_size = c.get('loss_block_size', DEFAULT_LOSS_BLOCK_SIZE)
+  if (not isinstance(block_size, numbers.Integral) or isinstance(block_size, bool)
+      or block_size < 1):
+    raise ConfigError(f'config.moco.loss_block_size={block_size!r} must be a positive integer '
+                      f'(rows and columns of one tile of the blockwise loss, e.g. '
+                      f'{DEFAULT_LOSS_BLOCK_SIZE}).')
 
 
 def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
@@ -54,6 +82,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   c = config.moco
   model = common.encoder_projector(config)
   views = common.views_for(config, 2, 'MoCo')
+  info_nce = LOSS_IMPLS[c.get('loss_impl', DEFAULT_LOSS_IMPL)](
+      c.get('loss_block_size', DEFAULT_LOSS_BLOCK_SIZE))
 
   def init(rng, images):
     return common.init_with_target_and_queue(model, rng, images, c.queue_size,
@@ -67,8 +97,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     k, target_batch_stats = common.target_project(
         model, target_params, extra['target']['batch_stats'], batch.views[1])
     k = losses.l2_normalize(k)
-    value = losses.info_nce(q, k, jax.lax.stop_gradient(extra['queue']),
-                            temperature=c.temperature)
+    value = info_nce(q, k, jax.lax.stop_gradient(extra['queue']), temperature=c.temperature)
     queue, pointer = memory.queue_push(extra['queue'], extra['queue_pointer'], k)
     new_extra = {'target': {'params': target_params, 'batch_stats': target_batch_stats},
                  'queue': queue, 'queue_pointer': pointer}
