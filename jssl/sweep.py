@@ -427,6 +427,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
   for noisy in ('absl', 'jax', 'orbax', 'jax._src', 'jssl.train.loop'):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  import jax  # pylint: disable=g-import-not-at-top
+  # Seeds of a point compile the same programs (the seed is data, not a constant): XLA's
+  # persistent cache turns every compilation after the first into a load from disk.
+  jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir.value),
+                                                              '.xla_cache'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
   from jssl.config import ConfigError  # pylint: disable=g-import-not-at-top
   base = config_flag.value
   config_path = config_flags.get_config_filename(flag_values['config'])

@@ -81,9 +81,12 @@ class SeedsRun:
     self.state_sharding = jax.tree_util.tree_map(lambda x: x.sharding, self.state)
     self.batch_sharding = NamedSharding(run.mesh, P(None, 'data'))
     step = make_train_step(run.method, run.optimizer, run.probe_optimizer, run.schedule)
+    # No buffer donation (unlike Run): with the state donated, the vmapped BYOL step at
+    # batch 256 deadlocked XLA's CPU runtime (every thread waiting, in 3 of 3 tries, at steps
+    # 0-2; jax 0.10.2); without it, it ran. The cost is one extra copy of a small state.
     self.train_step = jax.jit(jax.vmap(step), in_shardings=(self.state_sharding,
                                                             self.batch_sharding),
-                              out_shardings=(self.state_sharding, replicated), donate_argnums=0)
+                              out_shardings=(self.state_sharding, replicated))
 
   @property
   def num_steps(self) -> int:
