@@ -368,10 +368,12 @@ def plot_results(rows: Sequence[dict[str, Any]], path: str,
       rows_axis = list(dict.fromkeys(entry[fields[0]] for entry in summary))
       cols_axis = list(dict.fromkeys(entry[fields[1]] for entry in summary))
       grid = [[math.nan] * len(cols_axis) for _ in rows_axis]
+      middle = (min(means) + max(means)) / 2
       for entry, mean, std in zip(summary, means, stds):
         i, j = rows_axis.index(entry[fields[0]]), cols_axis.index(entry[fields[1]])
         grid[i][j] = mean
-        ax.text(j, i, f'{mean:.3f}\n±{std:.3f}', ha='center', va='center', fontsize=7)
+        ax.text(j, i, f'{mean:.3f}\n±{std:.3f}', ha='center', va='center', fontsize=7,
+                color='black' if mean >= middle else 'white')  # legible on viridis
       image = ax.imshow(grid, cmap='viridis', aspect='auto')
       fig.colorbar(image, ax=ax)
       ax.set_xticks(range(len(cols_axis)), [_format(v) for v in cols_axis], rotation=45)
