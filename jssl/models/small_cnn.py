@@ -23,11 +23,39 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jssl.models.resnet import conv_kernel_init, normalize_images
 
 DEFAULT_WIDTHS = (32, 64, 128)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pool with stride 2 (VALID: an odd last row or column is dropped).
+
+  The same outputs as ``nn.max_pool(x, (2, 2), strides=(2, 2))`` and the same gradient: each
+  window's gradient goes to its first maximum in row-major order, as XLA's select-and-scatter
+  (with ``ge``) gives it. Written as three element-wise selects between the four window
+  positions because the gradient of ``reduce_window`` max is a select-and-scatter, which
+  XLA:CPU runs some 20x slower than these selects' gradients (~0.3 s of a 1 s Fashion-MNIST
+  step on 2 cores; experiments/BENCHMARKS.md).
+
+  Args:
+    x: ``[B, H, W, C]`` with H, W >= 2.
+
+  Returns:
+    ``[B, H // 2, W // 2, C]``.
+  """
+  batch, height, width, channels = x.shape
+  h, w = height // 2, width // 2
+  windows = x[:, :2 * h, :2 * w].reshape(batch, h, 2, w, 2, channels)
+  top_left, top_right = windows[:, :, 0, :, 0], windows[:, :, 0, :, 1]
+  bottom_left, bottom_right = windows[:, :, 1, :, 0], windows[:, :, 1, :, 1]
+  # `where(b > a, b, a)` keeps the earlier element on ties, so the gradient reaches it alone.
+  top = jnp.where(top_right > top_left, top_right, top_left)
+  bottom = jnp.where(bottom_right > bottom_left, bottom_right, bottom_left)
+  return jnp.where(bottom > top, bottom, top)
 
 
 class SmallCNN(nn.Module):
@@ -67,7 +95,7 @@ class SmallCNN(nn.Module):
     for i, width in enumerate(self.widths):
       # Halve the resolution between blocks while that leaves at least 2x2.
       if i > 0 and min(x.shape[1], x.shape[2]) >= 4:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x)
       x = nn.Conv(
           width, (3, 3),
           padding=((1, 1), (1, 1)),

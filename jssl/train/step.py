@@ -32,18 +32,21 @@ def _all_finite(tree: Any) -> jax.Array:
 
 def make_train_step(method: Method, optimizer: optax.GradientTransformation,
                     probe_optimizer: optax.GradientTransformation,
-                    schedule: Callable[[Any], Any]) -> Callable:
+                    schedule: Callable[[Any], Any], *,
+                    augment_views: Callable = augment.augment_views) -> Callable:
   """Returns `train_step(state, batch) -> (new_state, metrics)`, pure and jit-able.
 
   `batch` holds 'image' uint8 [B, H, W, C], 'label' int32 [B] and 'index' int32 [B] (the
   examples' positions in the training split). Labels feed the online probe, whose gradients
   never reach the encoder, and only those methods that are supervised by definition (SupCon).
+  `augment_views(key, images, views)` makes the views; training always uses the default,
+  `jssl.bench --augment=false` swaps in a deterministic resize to time the rest of the step.
   """
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     augment_rng, loss_rng = jax.random.split(rng)
-    views = augment.augment_views(augment_rng, batch['image'], method.views)
+    views = augment_views(augment_rng, batch['image'], method.views)
     inputs = Batch(views=tuple(views), label=batch['label'], index=batch['index'])
 
     def loss_fn(params):
