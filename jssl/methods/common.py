@@ -8,7 +8,9 @@ predictor exists on the online side alone.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+import numbers
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -204,3 +206,25 @@ def init_variables(model: nn.Module, rng: jax.Array, images: jax.Array) -> tuple
   """(params, batch_stats) of `model` initialised on `images` in training mode."""
   variables = model.init(rng, images, train=True)
   return variables['params'], variables.get('batch_stats', {})
+
+
+def contrastive_loss(config: ml_collections.ConfigDict, section: str, *, dense: Callable,
+                     blockwise: Callable, matrix: str) -> Callable:
+  """The loss `config.<section>.loss_impl` picks: `dense`, or `blockwise` with
+  `config.<section>.loss_block_size` (tiles of the similarity matrix; never the whole
+  `matrix`). Fields absent from older configs default to 'dense' and 1024.
+
+  Raises:
+    ConfigError: an unknown `loss_impl` or a block size that is not a positive integer.
+  """
+  c = config[section]
+  loss_impl = c.get('loss_impl', 'dense')
+  if loss_impl not in ('dense', 'blockwise'):
+    raise ConfigError(f'config.{section}.loss_impl={loss_impl!r} is unknown; choose one of '
+                      f"['blockwise', 'dense'] (blockwise never builds the {matrix}).")
+  block_size = c.get('loss_block_size', 1024)
+  if (not isinstance(block_size, numbers.Integral) or isinstance(block_size, bool)
+      or block_size < 1):
+    raise ConfigError(f'config.{section}.loss_block_size={block_size!r} must be a positive '
+                      'integer (rows and columns of one tile of the blockwise loss, e.g. 1024).')
+  return dense if loss_impl == 'dense' else functools.partial(blockwise, block_size=block_size)

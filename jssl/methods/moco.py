@@ -29,8 +29,6 @@ do not fit in memory); both give the same loss and gradients.
 
 from __future__ import annotations
 
-import functools
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -45,18 +43,6 @@ from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
 
-# config.moco.loss_impl -> the InfoNCE f(query, key, negatives, *, temperature), given the
-# block size.
-LOSS_IMPLS = {
-    'dense': lambda block_size: losses.info_nce,
-    'blockwise': lambda block_size: functools.partial(losses.info_nce_blockwise,
-                                                      block_size=block_size),
-}
-# Defaults of the fields for configs written before they existed.
-DEFAULT_LOSS_IMPL = 'dense'
-DEFAULT_LOSS_BLOCK_SIZE = 1024
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks `config.moco` against the global batch; raises ConfigError."""
   c = config.moco
@@ -64,16 +50,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   memory.validate_ema('moco', c, paper='MoCo: 0.999')
   if c.temperature <= 0:
     raise ConfigError(f'config.moco.temperature={c.temperature} must be positive.')
-  loss_impl = c.get('loss_impl', DEFAULT_LOSS_IMPL)
-  if loss_impl not in LOSS_IMPLS:
-    raise ConfigError(f'config.moco.loss_impl={loss_impl!r} is unknown; choose one of '
-                      f'{sorted(LOSS_IMPLS)} (blockwise never builds the N x K logits).')
-  block_size = c.get('loss_block_size', DEFAULT_LOSS_BLOCK_SIZE)
-  if (not isinstance(block_size, numbers.Integral) or isinstance(block_size, bool)
-      or block_size < 1):
-    raise ConfigError(f'config.moco.loss_block_size={block_size!r} must be a positive integer '
-                      f'(rows and columns of one tile of the blockwise loss, e.g. '
-                      f'{DEFAULT_LOSS_BLOCK_SIZE}).')
 
 
 def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
@@ -82,8 +58,9 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   c = config.moco
   model = common.encoder_projector(config)
   views = common.views_for(config, 2, 'MoCo')
-  info_nce = LOSS_IMPLS[c.get('loss_impl', DEFAULT_LOSS_IMPL)](
-      c.get('loss_block_size', DEFAULT_LOSS_BLOCK_SIZE))
+  info_nce = common.contrastive_loss(config, 'moco', dense=losses.info_nce,
+                                     blockwise=losses.info_nce_blockwise,
+                                     matrix='N x K logits')
 
   def init(rng, images):
     return common.init_with_target_and_queue(model, rng, images, c.queue_size,

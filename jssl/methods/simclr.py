@@ -11,14 +11,11 @@ not fit in memory); both give the same loss and gradients.
 
 from __future__ import annotations
 
-import functools
-import numbers
 
 import ml_collections
 
 from jssl import losses
 from jssl import models
-from jssl.config import ConfigError
 from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
@@ -29,40 +26,14 @@ EncoderProjector = common.EncoderProjector
 interleave = common.interleave
 deinterleave = common.deinterleave
 
-# config.simclr.loss_impl -> the NT-Xent f(z1, z2, *, temperature), given the block size.
-LOSS_IMPLS = {
-    'dense': lambda block_size: losses.nt_xent,
-    'blockwise': lambda block_size: functools.partial(losses.nt_xent_blockwise,
-                                                      block_size=block_size),
-}
-# Defaults of the fields for configs written before they existed.
-DEFAULT_LOSS_IMPL = 'dense'
-DEFAULT_LOSS_BLOCK_SIZE = 1024
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks `config.simclr`'s loss fields; raises ConfigError."""
-  c = config.simclr
-  loss_impl = c.get('loss_impl', DEFAULT_LOSS_IMPL)
-  if loss_impl not in LOSS_IMPLS:
-    raise ConfigError(f'config.simclr.loss_impl={loss_impl!r} is unknown; choose one of '
-                      f'{sorted(LOSS_IMPLS)} (blockwise never builds the 2N x 2N matrix).')
-  block_size = c.get('loss_block_size', DEFAULT_LOSS_BLOCK_SIZE)
-  if (not isinstance(block_size, numbers.Integral) or isinstance(block_size, bool)
-      or block_size < 1):
-    raise ConfigError(f'config.simclr.loss_block_size={block_size!r} must be a positive integer '
-                      f'(rows and columns of one tile of the blockwise loss, e.g. '
-                      f'{DEFAULT_LOSS_BLOCK_SIZE}).')
-
-
 def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   """Builds SimCLR from `config.model`, `config.augment` and `config.simclr`."""
   del info  # nothing in SimCLR depends on the dataset's size
-  validate(config)
+  nt_xent = common.contrastive_loss(config, 'simclr', dense=losses.nt_xent,
+                                    blockwise=losses.nt_xent_blockwise,
+                                    matrix='2N x 2N matrix')
   model = common.encoder_projector(config)
   temperature = config.simclr.temperature
-  nt_xent = LOSS_IMPLS[config.simclr.get('loss_impl', DEFAULT_LOSS_IMPL)](
-      config.simclr.get('loss_block_size', DEFAULT_LOSS_BLOCK_SIZE))
   views = common.views_for(config, 2, 'SimCLR')
 
   def init(rng, images):
