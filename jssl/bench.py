@@ -1,0 +1,327 @@
+"""Benchmark of the shared train step: `python -m jssl.bench --config=experiments/configs/X.py`.
+
+Builds the run exactly as training does (`jssl.train.loop.Run`: dataset, mesh, method, optimizer,
+state, the jitted `train_step` with its shardings and donation) and measures the step that
+training repeats (augmentation on device + method loss + optimizer + online probe):
+
+  compile    `train_step.lower(state, batch)` and `.compile()`, timed apart from execution;
+  step time  median and spread of `--steps` steps after `--warmup`, each waited for with
+             `block_until_ready`. Batches are real ones from the run's iterator, transferred to
+             the devices *before* timing (a pool of `--batches`, used in turn), so the time is the
+             device step alone: no host data loading or host-to-device copy;
+  images/s   global batch / median step time (each image gives `views` views, e.g. 2 for SimCLR);
+  memory     the compiled program's `memory_analysis()` (argument / output / temp bytes), the
+             process's peak RSS, and on GPU/TPU the device's `peak_bytes_in_use`;
+  FLOPs      XLA's `cost_analysis()` of the compiled step (every op it counts, not only convs and
+             matmuls) / step time = achieved FLOP/s; MFU = achieved / the *measured* peak: the
+             FLOP/s of a large matmul (float32 4096^2 on CPU; 8192^2 in the model's dtype on
+             GPU/TPU) on one device, times the number of devices.
+
+Overrides and variants as for `jssl.main`:
+  python -m jssl.bench --config=experiments/configs/simclr.py:fashion_mnist --steps=30 \
+      --out=/tmp/bench.json
+  python -m jssl.bench --config=experiments/configs/simclr.py --config.batch_size=512
+`--augment=false` replaces the augmentation by a deterministic resize (the views are then
+identical), to time the model, loss and optimizer alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, e.g. experiments/configs/simclr.py[:variant].',
+    lock_config=True)
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps (after the warm-up).', lower_bound=1)
+_WARMUP = flags.DEFINE_integer('warmup', 3, 'Untimed steps run first.', lower_bound=0)
+_BATCHES = flags.DEFINE_integer('batches', 4, 'Distinct real batches transferred to the '
+                                'devices before timing and used in turn.', lower_bound=1)
+_AUGMENT = flags.DEFINE_bool('augment', True, 'Augment on device as training does; false '
+                             'replaces augmentation by a deterministic resize of each view.')
+_PEAK_SIZE = flags.DEFINE_integer('peak_matmul_size', 0, 'Side of the square matmul timed for '
+                                  'the peak FLOP/s; 0: 4096 on CPU, 8192 on GPU/TPU.',
+                                  lower_bound=0)
+_OUT = flags.DEFINE_string('out', None, 'Write the results as JSON to this path.')
+flags.mark_flags_as_required(['config'])
+
+log = logging.getLogger(__name__)
+
+
+def flops_of(compiled) -> float:
+  """FLOPs of one call of a compiled program, from XLA's cost analysis.
+
+  `Compiled.cost_analysis()` returns a dict in jax 0.10 and returned a list with one dict per
+  program in older versions; both are accepted (the list's entries are added up).
+
+  Raises:
+    ValueError: the backend reports no 'flops'.
+  """
+  analysis = compiled.cost_analysis()
+  entries = analysis if isinstance(analysis, (list, tuple)) else [analysis]
+  entries = [entry for entry in entries if entry]
+  if not entries or not all('flops' in entry for entry in entries):
+    raise ValueError(f'XLA reported no FLOP count for this program (cost_analysis() returned '
+                     f'{analysis!r}); MFU cannot be computed on this backend.')
+  return float(sum(entry['flops'] for entry in entries))
+
+
+def measure_peak_flops(device, *, size: int, dtype, repeats: int = 5) -> dict[str, Any]:
+  """FLOP/s of a `size` x `size` matmul on one device: the best of `repeats` timed calls.
+
+  Returns:
+    {'flops_per_s', 'size', 'dtype', 'time_s'} of the fastest call (2 size^3 FLOPs each).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  keys = jax.random.split(jax.random.key(0))
+  a, b = (jax.device_put(jax.random.normal(k, (size, size), jnp.float32).astype(dtype), device)
+          for k in keys)
+  # Chain the product into the next call so no call can be skipped or overlapped.
+  matmul = jax.jit(lambda x, y: (x @ y) * jnp.asarray(1e-3, dtype)).lower(a, b).compile()
+  a = jax.block_until_ready(matmul(a, b))
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    a = jax.block_until_ready(matmul(a, b))
+    best = min(best, time.perf_counter() - start)
+  return {'flops_per_s': 2.0 * size**3 / best, 'size': size, 'dtype': jnp.dtype(dtype).name,
+          'time_s': best}
+
+
+def _memory(compiled, devices) -> dict[str, Any]:
+  stats = compiled.memory_analysis()
+  memory = {
+      'argument_bytes': int(stats.argument_size_in_bytes),
+      'output_bytes': int(stats.output_size_in_bytes),
+      'alias_bytes': int(stats.alias_size_in_bytes),  # outputs that reuse donated arguments
+      'temp_bytes': int(stats.temp_size_in_bytes),
+      # Linux reports ru_maxrss in KiB.
+      'process_peak_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+      'device_peak_bytes_in_use': None,
+  }
+  device_stats = [device.memory_stats() for device in devices]
+  if all(s and 'peak_bytes_in_use' in s for s in device_stats):  # GPU, TPU; None on CPU
+    memory['device_peak_bytes_in_use'] = max(int(s['peak_bytes_in_use']) for s in device_stats)
+  return memory
+
+
+def _eval_views(key, images, views):
+  """Stand-in for `augment.augment_views` without augmentation: each view resized, no noise."""
+  from jssl import augment  # pylint: disable=g-import-not-at-top
+  del key
+  return tuple(augment.eval_view(images, view.out_size) for view in views)
+
+
+def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
+              augment: bool = True, peak_matmul_size: int = 0) -> dict[str, Any]:
+  """Compiles and times the shared train step of `config`; returns the results as a dict.
+
+  Args:
+    config: an experiment config (validated here, as `jssl.main` does).
+    steps: timed steps.
+    warmup: untimed steps before them.
+    num_batches: distinct real batches transferred before timing and used in turn.
+    augment: False replaces augmentation by `augment.eval_view` of every view.
+    peak_matmul_size: side of the matmul timed for the peak FLOP/s (0: 4096 CPU, 8192 GPU/TPU).
+
+  Returns:
+    A JSON-serialisable dict; see the module docstring for what each number is.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from jssl import models  # pylint: disable=g-import-not-at-top
+  from jssl.train.loop import Run  # pylint: disable=g-import-not-at-top
+  from jssl.train.step import make_train_step  # pylint: disable=g-import-not-at-top
+
+  with tempfile.TemporaryDirectory() as workdir:  # Run writes nothing; it wants a directory
+    run = Run(config, workdir)
+  try:
+    train_step = run.train_step
+    if not augment:
+      train_step = jax.jit(
+          make_train_step(run.method, run.optimizer, run.probe_optimizer, run.schedule,
+                          augment_views=_eval_views),
+          in_shardings=(run.state_sharding, run.batch_sharding),
+          out_shardings=(run.state_sharding, NamedSharding(run.mesh, P())),
+          donate_argnums=0)
+    run.start_epoch(0)  # methods with an epoch hook (DeepCluster) need it before step 0
+    batches = [run.device_batch(next(run.iterator)) for _ in range(num_batches)]
+    jax.block_until_ready(batches)
+
+    start = time.perf_counter()
+    lowered = train_step.lower(run.state, batches[0])
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    compiled_at = time.perf_counter()
+
+    state = run.state
+    for i in range(warmup):
+      state, metrics = compiled(state, batches[i % num_batches])
+      jax.block_until_ready((state, metrics))
+    times, cpu_times = [], []
+    for i in range(steps):
+      batch = batches[(warmup + i) % num_batches]
+      start_step, start_cpu = time.perf_counter(), time.process_time()
+      state, metrics = compiled(state, batch)
+      jax.block_until_ready((state, metrics))
+      times.append(time.perf_counter() - start_step)
+      cpu_times.append(time.process_time() - start_cpu)
+    loss = float(metrics['loss'])
+    nonfinite_step = int(state.nonfinite_step)
+    memory = _memory(compiled, run.mesh.devices.flat)
+  finally:
+    run.iterator.close()
+
+  device = run.mesh.devices.flat[0]
+  if device.platform == 'cpu':
+    peak_dtype, default_size = jnp.float32, 4096
+  else:
+    peak_dtype, default_size = models.DTYPES[config.model.dtype], 8192
+  peak = measure_peak_flops(device, size=peak_matmul_size or default_size, dtype=peak_dtype)
+  num_devices = run.mesh.devices.size
+  peak_flops_per_s = peak['flops_per_s'] * num_devices
+
+  step_time = statistics.median(times)
+  quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+  flops = flops_of(compiled)
+  achieved = flops / step_time
+  num_views = len(run.method.views)
+  return {
+      'method': config.method,
+      'dataset': config.dataset.name,
+      'encoder': config.model.encoder,
+      'widths': list(config.model.widths) if config.model.get('widths') else None,
+      'dtype': config.model.dtype,
+      'image_size': config.dataset.image_size,
+      'batch_size': config.batch_size,
+      'views': num_views,
+      'augment': augment,
+      'batches': f'{num_batches} real batches transferred before timing, used in turn',
+      'platform': device.platform,
+      'device_kind': device.device_kind,
+      'device_count': num_devices,
+      'cpu_count': os.cpu_count(),
+      'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'jax_version': jax.__version__,
+      'python': platform.python_version(),
+      'lower_s': lowered_at - start,
+      'compile_s': compiled_at - lowered_at,
+      'lower_and_compile_s': compiled_at - start,
+      'warmup': warmup,
+      'steps': steps,
+      'step_time_s': step_time,
+      'step_time_min_s': min(times),
+      'step_time_p25_s': quartiles[0],
+      'step_time_p75_s': quartiles[2],
+      'step_time_max_s': max(times),
+      'step_times_s': times,
+      # CPU time of this process (all its threads) per step: on a shared CPU it moves less
+      # with other processes' load than the wall time does.
+      'step_cpu_time_s': statistics.median(cpu_times),
+      'images_per_s': config.batch_size / step_time,
+      'views_per_s': config.batch_size * num_views / step_time,
+      'flops_per_step': flops,
+      'achieved_flops_per_s': achieved,
+      'peak_flops_per_s': peak_flops_per_s,
+      'peak_matmul': {**peak, 'devices': num_devices},
+      'mfu': achieved / peak_flops_per_s,
+      'memory': memory,
+      'final_loss': loss,
+      'nonfinite_step': nonfinite_step,
+  }
+
+
+def _mib(n):
+  return 'n/a' if n is None else f'{n / 2**20:.1f} MiB'
+
+
+def summary(results: dict[str, Any]) -> str:
+  """A few readable lines of `benchmark`'s results."""
+  r, m = results, results['memory']
+  peak = r['peak_matmul']
+  lines = [
+      f"{r['method']} on {r['dataset']}: {r['encoder']} {r['image_size']}x{r['image_size']} "
+      f"{r['dtype']}, batch {r['batch_size']} x {r['views']} views"
+      f"{'' if r['augment'] else ' (augmentation off)'}; "
+      f"{r['device_count']} x {r['platform']} ({r['device_kind']})",
+      f"compile      {r['lower_s']:.2f} s lower + {r['compile_s']:.2f} s compile",
+      f"step time    {1e3 * r['step_time_s']:.2f} ms median over {r['steps']} steps "
+      f"(min {1e3 * r['step_time_min_s']:.2f}, quartiles {1e3 * r['step_time_p25_s']:.2f}-"
+      f"{1e3 * r['step_time_p75_s']:.2f}, max {1e3 * r['step_time_max_s']:.2f} ms; "
+      f"process CPU time {1e3 * r['step_cpu_time_s']:.2f} ms/step)",
+      f"throughput   {r['images_per_s']:.1f} images/s ({r['views_per_s']:.1f} views/s)",
+      f"memory       args {_mib(m['argument_bytes'])}, outputs {_mib(m['output_bytes'])}, "
+      f"temp {_mib(m['temp_bytes'])}, process peak RSS {_mib(m['process_peak_rss_bytes'])}, "
+      f"device peak {_mib(m['device_peak_bytes_in_use'])}",
+      f"FLOPs        {r['flops_per_step'] / 1e9:.2f} GFLOP/step (XLA cost analysis), achieved "
+      f"{r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s",
+      f"peak         {r['peak_flops_per_s'] / 1e9:.1f} GFLOP/s measured ({peak['size']}^2 "
+      f"{peak['dtype']} matmul x {peak['devices']} device(s))",
+      f"MFU          {100 * r['mfu']:.1f}%",
+  ]
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+  for noisy in ('absl', 'jax', 'orbax', 'jax._src'):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+  from jssl.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from jssl.data.base import MissingDatasetError  # pylint: disable=g-import-not-at-top
+  try:
+    results = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value,
+                        num_batches=_BATCHES.value, augment=_AUGMENT.value,
+                        peak_matmul_size=_PEAK_SIZE.value)
+  except (ConfigError, MissingDatasetError) as error:
+    print(f'jssl.bench: error: {error}', file=sys.stderr)
+    sys.exit(2)
+  results['config'] = config_flags.get_config_filename(flags.FLAGS['config'])
+  results['overrides'] = config_flags.get_override_values(flags.FLAGS['config'])
+  results['command'] = ' '.join(['python -m jssl.bench'] + sys.argv[1:])
+  print(summary(results))
+  if _OUT.value:
+    with open(_OUT.value, 'w') as f:
+      json.dump(results, f, indent=1, sort_keys=True)
+      f.write('\n')
+    print(f'wrote {_OUT.value}')
+
+
+def _parse_flags(argv):
+  """absl's parser, with bad config overrides turned into one-line errors (as `jssl.main`)."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as error:  # raised by ml_collections for unknown fields
+    text = str(error).strip('\'"').replace('\\n', ' ').replace('\\\'', "'")
+    print(f'jssl.bench: error: unknown config field in the command line: {text}\nThe fields a '
+          'config has are listed in jssl/config.py (base_config) and in the experiment config '
+          'file.', file=sys.stderr)
+    sys.exit(2)
+  except (flags.Error, ValueError) as error:  # bad values, unknown flags or config variants
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if 'Traceback (most recent call last):' in lines:
+      lines = [lines[0], lines[-1]]
+    print('jssl.bench: error: ' + '\n'.join(lines), file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=_parse_flags)
