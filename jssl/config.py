@@ -33,6 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.width_multiplier = 1
   c.model.widths = config_dict.placeholder(tuple)  # small_cnn block widths (default 32, 64, 128)
   c.model.dtype = 'float32'  # or 'bfloat16' compute (params stay float32)
+  # small_cnn: first and <=4x4 convolutions as matmuls, ~20% faster on CPU, equal up to float
+  # rounding (experiments/BENCHMARKS.md); off so runs reproduce the README's numbers exactly.
+  c.model.small_cnn_matmul_convs = False
   c.model.projection_hidden_dim = 2048
   c.model.projection_dim = 128
   c.model.projection_layers = 2  # Dense layers in the projection head (SimCLR v1: 2, v2: 3)

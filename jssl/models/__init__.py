@@ -42,6 +42,7 @@ def create_encoder(
     dtype: str = 'float32',
     mean: Any = 0.5,
     std: Any = 0.25,
+    small_cnn_matmul_convs: bool = False,
 ) -> nn.Module:
   """Builds an encoder by name.
 
@@ -55,6 +56,7 @@ def create_encoder(
     dtype: computation dtype, 'float32' or 'bfloat16'; params are always float32.
     mean: input mean subtracted inside the model (float or per-channel sequence).
     std: input std divided by inside the model (float or per-channel sequence).
+    small_cnn_matmul_convs: 'small_cnn' only: `SmallCNN.matmul_convs` (faster on CPU).
 
   Returns:
     An unbound ``nn.Module``; its ``features_dim`` is the representation size F.
@@ -77,7 +79,7 @@ def create_encoder(
                        f'{widths!r}.')
     return SmallCNN(
         widths=tuple(w * width_multiplier for w in widths),
-        dtype=DTYPES[dtype], mean=mean, std=std)
+        dtype=DTYPES[dtype], mean=mean, std=std, matmul_convs=bool(small_cnn_matmul_convs))
   if widths is not None:
     raise ValueError(f'widths={widths!r} only applies to small_cnn; for {name!r} use '
                      f'width_multiplier instead.')
@@ -96,7 +98,8 @@ def encoder_from_config(model_config) -> nn.Module:
   widths = model_config.get('widths')
   return create_encoder(model_config.encoder, stem=model_config.stem,
                         width_multiplier=model_config.width_multiplier,
-                        widths=tuple(widths) if widths else None, dtype=model_config.dtype)
+                        widths=tuple(widths) if widths else None, dtype=model_config.dtype,
+                        small_cnn_matmul_convs=model_config.get('small_cnn_matmul_convs', False))
 
 
 def features_dim(model_config) -> int:

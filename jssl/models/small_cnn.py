@@ -58,17 +58,60 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   return jnp.where(bottom > top, bottom, top)
 
 
+class Conv3x3AsMatmul(nn.Module):
+  """``nn.Conv(features, (3, 3), padding=1, use_bias=False)`` computed as one matmul.
+
+  The nine shifted copies of the zero-padded input are concatenated along channels ("im2col")
+  and multiplied by the kernel reshaped to ``[9 C, features]``: the same sums as the
+  convolution, in another order. The parameter is the same ``kernel`` ``[3, 3, C, features]``
+  as ``nn.Conv``'s, so checkpoints and weight decay do not see the difference. XLA:CPU's
+  convolutions are slow where there are very few input channels (the image) or very few
+  positions (the last, <= 4x4 block); there the matmul is faster, forward and backward
+  (experiments/BENCHMARKS.md).
+
+  Attributes:
+    features: output channels.
+    dtype: computation dtype; the kernel is float32.
+  """
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    """``[B, H, W, C] -> [B, H, W, features]``."""
+    batch, height, width, channels = x.shape
+    kernel = self.param('kernel', conv_kernel_init, (3, 3, channels, self.features),
+                        jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    # Channel order (dy, dx, c) matches the kernel's row-major [3, 3, C] flattening.
+    patches = jnp.concatenate([padded[:, dy:dy + height, dx:dx + width]
+                               for dy in range(3) for dx in range(3)], axis=-1)
+    y = patches.reshape(-1, 9 * channels) @ kernel.reshape(9 * channels, self.features)
+    return y.reshape(batch, height, width, self.features)
+
+
+def _conv_as_matmul(in_channels: int, height: int, width: int) -> bool:
+  """Where `Conv3x3AsMatmul` beats XLA:CPU's convolution: image input or a tiny map."""
+  return in_channels <= 3 or height * width <= 16
+
+
 class SmallCNN(nn.Module):
   """Small CNN encoder: ``[B, H, W, C]`` images -> ``[B, widths[-1]]`` representation.
 
   Attributes:
     widths: output channels of each ``3x3 conv -> BN -> ReLU`` block.
     dtype: computation dtype (``jnp.float32`` or ``jnp.bfloat16``); params are float32.
+    matmul_convs: compute the first convolution (image input) and those on maps of at most
+      4x4 as one matmul (`Conv3x3AsMatmul`): ~20% faster steps on XLA:CPU, the same
+      parameters, outputs equal up to float rounding. Off by default so that runs keep
+      reproducing the published numbers to the last digit.
     mean: input mean subtracted inside the model, a float or per-channel sequence.
     std: input std divided by inside the model, a float or per-channel sequence.
   """
   widths: Sequence[int] = DEFAULT_WIDTHS
   dtype: Any = jnp.float32
+  matmul_convs: bool = False
   mean: Any = 0.5
   std: Any = 0.25
 
@@ -96,14 +139,17 @@ class SmallCNN(nn.Module):
       # Halve the resolution between blocks while that leaves at least 2x2.
       if i > 0 and min(x.shape[1], x.shape[2]) >= 4:
         x = max_pool_2x2(x)
-      x = nn.Conv(
-          width, (3, 3),
-          padding=((1, 1), (1, 1)),
-          use_bias=False,
-          kernel_init=conv_kernel_init,
-          dtype=self.dtype,
-          param_dtype=jnp.float32,
-          name=f'conv_{i}')(x)
+      if self.matmul_convs and _conv_as_matmul(x.shape[-1], x.shape[1], x.shape[2]):
+        x = Conv3x3AsMatmul(width, dtype=self.dtype, name=f'conv_{i}')(x)
+      else:
+        x = nn.Conv(
+            width, (3, 3),
+            padding=((1, 1), (1, 1)),
+            use_bias=False,
+            kernel_init=conv_kernel_init,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name=f'conv_{i}')(x)
       x = nn.BatchNorm(
           use_running_average=not train,
           momentum=0.9,

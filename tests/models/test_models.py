@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import optax
 import pytest
 
@@ -397,3 +398,18 @@ def test_per_channel_normalisation():
   np.testing.assert_allclose(
       model.apply(variables, x, train=False), reference.apply(variables, shifted, train=False),
       rtol=1e-5, atol=1e-6)
+
+
+def test_small_cnn_matmul_convs_same_parameters_and_outputs():
+  from jssl.models.small_cnn import SmallCNN
+  x = jax.random.uniform(jax.random.key(0), (4, 16, 16, 1))
+  plain, fast = SmallCNN(widths=(8, 16, 32)), SmallCNN(widths=(8, 16, 32), matmul_convs=True)
+  variables = plain.init(jax.random.key(1), x, train=False)
+  assert (jax.tree_util.tree_structure(variables) ==
+          jax.tree_util.tree_structure(fast.init(jax.random.key(1), x, train=False)))
+  np.testing.assert_allclose(fast.apply(variables, x, train=False),
+                             plain.apply(variables, x, train=False), rtol=1e-5, atol=1e-5)
+  encoder = models.encoder_from_config(ml_collections.ConfigDict(
+      {'encoder': 'small_cnn', 'stem': 'cifar', 'width_multiplier': 1, 'widths': (8,),
+       'dtype': 'float32', 'small_cnn_matmul_convs': True}))
+  assert encoder.matmul_convs
