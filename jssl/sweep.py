@@ -14,7 +14,7 @@ Layout: `<workdir>/<point>/seed_<s>/` is an ordinary run directory (checkpoints,
 ending with `final.json`; a run that has one is never repeated, so running the same command
 again after an interruption finishes only the missing runs (an interrupted run resumes from its
 last checkpoint). With `--vmap_seeds` the seeds of a point train together in one compiled
-program (`jax.vmap` over seeds, `jssl.train.seeds`) in `<workdir>/<point>/seeds/`.
+program (`jax.vmap` over seeds, `jssl.train.seeds`) in `<workdir>/<point>/seeds_0-1-2/`.
 After every point, `<workdir>/results.csv` (one row per run), `summary.md` (mean ± std over
 seeds per point) and `plot.png` are rewritten (and copied to `--results_dir` when given).
 """
@@ -204,8 +204,10 @@ def run_sweep(config_path: str, points: Sequence[Point], seeds: Sequence[int], w
     start = time.time()
     if vmap_seeds:
       missing_seeds = [s for s, _ in missing]
+      # Named by its seeds: a resumed vmapped run must see the same stacked state.
+      seeds_dir = 'seeds_' + '-'.join(str(s) for s in missing_seeds)
       results = train_seeds(configs[(point, missing_seeds[0])], missing_seeds,
-                            os.path.join(workdir, point.name, 'seeds'))
+                            os.path.join(workdir, point.name, seeds_dir))
       finished = list(zip(missing, results))
     else:
       finished = []
