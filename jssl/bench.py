@@ -27,6 +27,7 @@ identical), to time the model, loss and optimizer alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,6 +42,8 @@ from typing import Any
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from jssl import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. experiments/configs/simclr.py[:variant].',
@@ -305,23 +308,5 @@ def main(argv):
     print(f'wrote {_OUT.value}')
 
 
-def _parse_flags(argv):
-  """absl's parser, with bad config overrides turned into one-line errors (as `jssl.main`)."""
-  try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as error:  # raised by ml_collections for unknown fields
-    text = str(error).strip('\'"').replace('\\n', ' ').replace('\\\'', "'")
-    print(f'jssl.bench: error: unknown config field in the command line: {text}\nThe fields a '
-          'config has are listed in jssl/config.py (base_config) and in the experiment config '
-          'file.', file=sys.stderr)
-    sys.exit(2)
-  except (flags.Error, ValueError) as error:  # bad values, unknown flags or config variants
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    if 'Traceback (most recent call last):' in lines:
-      lines = [lines[0], lines[-1]]
-    print('jssl.bench: error: ' + '\n'.join(lines), file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=functools.partial(cli.parse_flags, program='jssl.bench'))

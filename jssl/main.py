@@ -7,6 +7,7 @@ reads the coordinator from the cluster environment: SLURM, Cloud TPU, or JAX_COO
 JAX_NUM_PROCESSES and JAX_PROCESS_ID).
 """
 
+import functools
 import json
 import logging
 import sys
@@ -14,6 +15,8 @@ import sys
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from jssl import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. experiments/configs/simclr.py[:variant].',
@@ -47,26 +50,8 @@ def main(argv):
     print('final ' + json.dumps(results, sort_keys=True))
 
 
-def _parse_flags(argv):
-  """absl's parser, with a config override naming no field turned into a one-line error."""
-  try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as error:  # raised by ml_collections for unknown fields
-    text = str(error).strip('\'"').replace('\\n', ' ').replace('\\\'', "'")
-    print(f'jssl: error: unknown config field in the command line: {text}\nThe fields a config '
-          'has are listed in jssl/config.py (base_config) and in the experiment config file.',
-          file=sys.stderr)
-    sys.exit(2)
-  except (flags.Error, ValueError) as error:  # bad values, unknown config variants
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    if 'Traceback (most recent call last):' in lines:  # keep what was said, not where
-      lines = [lines[0], lines[-1]]
-    print('jssl: error: ' + '\n'.join(lines), file=sys.stderr)
-    sys.exit(2)
-
-
 def run():
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=functools.partial(cli.parse_flags, program='jssl'))
 
 
 if __name__ == '__main__':
