@@ -177,12 +177,32 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
+def _missing_fields(reference: ml_collections.ConfigDict, config, prefix: str = '') -> list[str]:
+  """Dotted names of `reference`'s fields that `config` does not have."""
+  missing = []
+  for key, value in reference.items():
+    if key not in config:
+      missing.append(prefix + key)
+    elif isinstance(value, ml_collections.ConfigDict):
+      if isinstance(config[key], ml_collections.ConfigDict):
+        missing += _missing_fields(value, config[key], f'{prefix}{key}.')
+      else:
+        missing.append(prefix + key)
+  return missing
+
+
 def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
                     process_count: int = 1) -> None:
   """Raises ConfigError for the first problem found; silent when the config can run."""
   # Imported here: the lookup tables live with the code they describe.
   from jssl import augment, data, methods, models  # pylint: disable=g-import-not-at-top
   from jssl.train import optim  # pylint: disable=g-import-not-at-top
+
+  missing = _missing_fields(base_config(), config)
+  _require(not missing,
+           f'the config lacks the fields {", ".join(missing[:8])}'
+           f'{" and more" if len(missing) > 8 else ""}; a jssl config starts from '
+           'jssl.config.base_config() and sets fields on it (see experiments/configs/simclr.py).')
 
   _require(config.method in methods.METHODS,
            f'config.method={config.method!r} is not a known method; choose one of '

@@ -4,8 +4,11 @@ Must run before JAX initialises its backend (pytest imports conftest first). Arr
 explicitly sharded stay on device 0, so single-device tests are unaffected.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 _FLAG = '--xla_force_host_platform_device_count=8'
 if _FLAG not in os.environ.get('XLA_FLAGS', ''):
@@ -15,3 +18,13 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
+
+# One persistent XLA compilation cache for the whole session, inherited by the xdist workers
+# and the CLI subprocesses (they copy this environment): a program compiled once (e.g. the
+# train step of a CLI run that a test kills and resumes) is loaded, not compiled, the next
+# time. A fresh directory per session, so the suite's time is that of a clean machine.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix='jssl-test-xla-cache-')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')

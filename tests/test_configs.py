@@ -1,17 +1,19 @@
-"""A two-step smoke run of every experiment config, on tiny offline stand-ins for its data.
+"""Every experiment config variant, on tiny offline stand-ins for its data.
 
 cifar10 and imagenet2012 are written as real TFDS datasets (ArrayRecord, the catalog's name
 and version, built by a TFDS builder without TensorFlow); Fashion-MNIST as real IDX files.
 Runs in-process on the 8 simulated devices of conftest.py.
 
-SimCLR's digits and Fashion-MNIST configs run the whole `train_and_evaluate` (checkpoints,
-kNN, linear probe). Every other config runs two train steps and an encoding of a batch through
-`Run` (evaluation is the same code for every config). SimCLR's cifar10 config trains its
-ResNet-18; every other ResNet config (ImageNet's ResNet-50 included) has the small CNN swapped
-in: compiling a ResNet step takes a minute or more on this 2-core CPU, and the ResNets'
-layouts, stems and bfloat16 compute are tested in tests/models. Everything else of those
-configs (data, augmentation, dtype, optimizer, method sizes such as queues and banks) is used
-as written.
+Every variant, as written (its encoder, sizes, dtype, optimizer, augmentation, queues and
+banks, at its image size), is built on its data and validated, and its train step, epoch
+hook and feature function are traced with `jax.eval_shape` (`Run(abstract=True).trace()`):
+every shape, dtype and tracing error of the config, for the cost of tracing. What is
+compiled and run is one variant per (method, encoder kind), so no program is paid for twice:
+every method's digits config trains on 1 and 8 devices, and across a checkpoint restore, in
+tests/methods/test_all_methods.py (shrunk to a tiny model); here SimCLR's digits and
+Fashion-MNIST configs run the whole `train_and_evaluate` (checkpoints, kNN, linear probe) and
+its cifar10 config trains its ResNet-18 for two steps (the one ResNet train step of the suite;
+the ResNets' layouts, stems and bfloat16 compute are tested in tests/models).
 """
 
 import glob
@@ -25,6 +27,9 @@ import pytest
 from PIL import Image
 
 from jssl.config import load_config
+from jssl.config import validate_config
+import jax
+
 from jssl.train.loop import Run
 from jssl.train.loop import train_and_evaluate
 from jssl.train.metrics import read_metrics
@@ -80,7 +85,7 @@ def _fake_tfds_builder(name, shape, splits):
 @pytest.fixture(scope='module')
 def tfds_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('tfds'))
-  _fake_tfds_builder('cifar10', (32, 32, 3), {'train': 40, 'test': 16})(
+  _fake_tfds_builder('cifar10', (32, 32, 3), {'train': 600, 'test': 16})(
       data_dir=data_dir).download_and_prepare(file_format='array_record')
   _fake_tfds_builder('imagenet2012', (None, None, 3), {'train': 200, 'validation': 16})(
       data_dir=data_dir).download_and_prepare(file_format='array_record')
@@ -97,7 +102,7 @@ def _write_idx(path, array):
 def fashion_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp('fashion'))
   rng = np.random.default_rng(0)
-  for prefix, count in (('train', 5040), ('t10k', 16)):  # 5000 go to validation
+  for prefix, count in (('train', 5300), ('t10k', 16)):  # 5000 go to validation
     _write_idx(os.path.join(directory, f'{prefix}-images-idx3-ubyte'),
                rng.integers(0, 256, size=(count, 28, 28)))
     _write_idx(os.path.join(directory, f'{prefix}-labels-idx1-ubyte'), np.arange(count) % 10)
@@ -110,24 +115,54 @@ def _cases():
       yield pytest.param(path, variant, id=f'{os.path.basename(path)}:{variant or "default"}')
 
 
-@pytest.mark.parametrize('path,variant', list(_cases()))
-def test_two_steps(path, variant, tfds_dir, fashion_dir, tmp_path):
+def _config(path, variant, tfds_dir, fashion_dir):
   config = load_config(f'{path}:{variant}' if variant else path)
   if config.dataset.name == 'fashion_mnist':
     config.dataset.data_dir = fashion_dir
   elif config.dataset.name != 'digits':
     config.dataset.data_dir = tfds_dir
-  if config.dataset.image_size > 32:  # ImageNet-sized models: keep the smoke test cheap
-    config.dataset.image_size = 32
-    config.dataset.stored_size = 36
+  return config
+
+
+def _same_shapes(a, b):
+  return (jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b) and
+          all(x.shape == y.shape and x.dtype == y.dtype
+              for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))))
+
+
+@pytest.mark.parametrize('path,variant', list(_cases()))
+def test_builds_validates_and_traces(path, variant, tfds_dir, fashion_dir, tmp_path):
+  config = _config(path, variant, tfds_dir, fashion_dir)
+  if config.dataset.name == 'imagenet2012':
+    # The stand-in has 200 training images; the batch of 4096 is validated first (it sizes no
+    # state), then the programs are traced at a batch the stand-in holds.
+    validate_config(config, device_count=jax.device_count())
+    config.batch_size = 192
+  run = Run(config, str(tmp_path), abstract=True)
+  try:
+    traced = run.trace()
+  finally:
+    run.iterator.close()
+  assert _same_shapes(traced['state'], run.state)  # the step maps the state onto itself
+  assert traced['metrics']['loss'].shape == () and traced['metrics']['loss'].dtype == np.float32
+  features, logits = traced['features']
+  assert features.shape == (config.eval.batch_size, run.method.features_dim)
+  assert logits.shape == (config.eval.batch_size, run.dataset.num_classes)
+  if run.epoch_start is not None:
+    assert _same_shapes(traced['epoch_start'],
+                        (run.state.params, run.state.opt_state, run.state.extra))
+
+
+# The programs of SimCLR's configs that are compiled and run: digits and Fashion-MNIST end to
+# end, cifar10's ResNet-18 step.
+@pytest.mark.parametrize('variant', [None, 'fashion_mnist', 'cifar10'])
+def test_simclr_trains(variant, tfds_dir, fashion_dir, tmp_path):
+  path = os.path.join(REPO, 'experiments', 'configs', 'simclr.py')
+  config = _config(path, variant, tfds_dir, fashion_dir)
   config.num_steps = 2
   config.batch_size = 16
-  if config.method != 'simclr' or config.model.encoder != 'small_cnn':
-    # One ResNet train step is compiled (SimCLR's cifar10 config, ResNet-18): every other
-    # ResNet config gets the small CNN, as compiling a ResNet step costs a minute or more of
-    # this CPU (ResNet-50's layout, the ImageNet stem and bfloat16 are tested in tests/models).
-    resnet = config.method == 'simclr' and config.dataset.name == 'cifar10'
-    _two_steps_and_encode(config, str(tmp_path), small_encoder=not resnet)
+  if config.model.encoder != 'small_cnn':
+    _two_steps_and_encode(config, str(tmp_path))
     return
   config.checkpoint_every = 1
   config.eval.at_start = False
@@ -140,10 +175,7 @@ def test_two_steps(path, variant, tfds_dir, fashion_dir, tmp_path):
   assert 0.0 <= results['knn_top1'] <= 1.0 and 0.0 <= results['linear_top1'] <= 1.0
 
 
-def _two_steps_and_encode(config, workdir, small_encoder):
-  if small_encoder and config.model.encoder.startswith('resnet'):
-    config.model.encoder = 'small_cnn'
-    config.model.widths = (8, 16)
+def _two_steps_and_encode(config, workdir):
   run = Run(config, workdir)
   try:
     losses = []

@@ -1,6 +1,9 @@
 """End to end through the CLI, in subprocesses (each with its own device count).
 
-A tiny SimCLR run on digits: 1 device vs 8 simulated devices, SIGKILL and resume, bad input.
+A tiny SimCLR run on digits: 1 device vs 8 simulated devices vs 2 processes x 4 devices
+(multi-host on localhost), SIGKILL and resume (one process and two), a corrupt checkpoint,
+a changed config refused, a non-finite loss. The subprocesses share the suite's persistent
+compilation cache (tests/conftest.py), so a program is compiled once for all of them.
 """
 
 import json
@@ -8,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -73,34 +77,48 @@ def test_run_writes_metrics_plot_checkpoints_and_reports(uninterrupted):
   assert final['knn_top1'] == evals[-1]['knn_top1']
 
 
+@pytest.fixture(scope='session')
+def eight_devices(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('eight_devices'))
+  run_main(workdir, devices=8)
+  return workdir
+
+
+def losses(workdir):
+  return [r['loss'] for r in metrics(workdir) if 'loss' in r]
+
+
 @pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
-def test_eight_devices_give_the_same_losses_as_one(uninterrupted, tmp_path):
+def test_eight_devices_give_the_same_losses_as_one(uninterrupted, eight_devices):
   workdir, _ = uninterrupted
-  run_main(str(tmp_path), devices=8)
-  one = [r['loss'] for r in metrics(workdir) if 'loss' in r]
-  eight = [r['loss'] for r in metrics(str(tmp_path)) if 'loss' in r]
+  one, eight = losses(workdir), losses(eight_devices)
   assert len(one) == len(eight) == 12
   for a, b in zip(one, eight):
     assert abs(a - b) <= 1e-5, (one, eight)
 
 
-def _run_and_sigkill_after_first_checkpoint(workdir, *extra, config=CONFIG):
-  process = subprocess.Popen(_command(workdir, *extra, config=config), env=_env(1), cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  checkpoints = os.path.join(workdir, 'checkpoints')
+def _sigkill_after_first_checkpoint(processes, workdir):
+  """SIGKILLs `processes` (one run) once the first checkpoint exists and training is past it."""
   deadline = time.time() + 300
-  # Kill once the first checkpoint exists and training has gone past it.
   while time.time() < deadline:
     done = [r['step'] for r in metrics(workdir) if 'loss' in r] if os.path.exists(
         os.path.join(workdir, 'metrics.jsonl')) else []
-    if os.path.isdir(os.path.join(checkpoints, '3')) and done and max(done) >= 4:
+    if os.path.isdir(os.path.join(workdir, 'checkpoints', '3')) and done and max(done) >= 4:
       break
-    if process.poll() is not None:
+    if any(p.poll() is not None for p in processes):
       pytest.fail('the run ended before it could be killed')
     time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  for p in processes:
+    p.send_signal(signal.SIGKILL)
+  for p in processes:
+    p.communicate()
   assert max(r['step'] for r in metrics(workdir) if 'loss' in r) < 12
+
+
+def _run_and_sigkill_after_first_checkpoint(workdir, *extra, config=CONFIG):
+  process = subprocess.Popen(_command(workdir, *extra, config=config), env=_env(1), cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  _sigkill_after_first_checkpoint([process], workdir)
 
 
 @pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
@@ -126,28 +144,7 @@ def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
   assert metrics(workdir) == metrics(reference)
 
 
-@pytest.mark.parametrize('extra,devices,expected', [
-    (['--config.dataset.name=nope'], 1, "config.dataset.name='nope' is not a known dataset"),
-    (['--config.batch_size=36'], 8, 'is not divisible by the number of devices (8)'),
-    (['--config.method=nope'], 1, "config.method='nope' is not a known method"),
-    (['--config.dataset.name=fashion_mnist', '--config.dataset.data_dir=/nonexistent/fmnist'], 1,
-     'apt-get install dataset-fashion-mnist'),
-])
-def test_bad_input_is_a_clear_error(tmp_path, extra, devices, expected):
-  result = run_main(str(tmp_path), *extra, devices=devices, check=False)
-  assert result.returncode == 2, result.stderr[-3000:]
-  assert expected in result.stderr
-  assert 'Traceback' not in result.stderr
-
-
-def test_unknown_config_field_or_variant_is_a_clear_error(tmp_path):
-  result = run_main(str(tmp_path), '--config.bacth_size=64', check=False)
-  assert result.returncode == 2
-  assert 'unknown config field' in result.stderr and 'Did you mean "batch_size"' in result.stderr
-  assert 'Traceback' not in result.stderr
-  assert not os.path.exists(os.path.join(str(tmp_path), 'checkpoints'))
-  result = run_main(str(tmp_path), config=CONFIG + ':nope', check=False)
-  assert result.returncode == 2 and "unknown variant 'nope'" in result.stderr
+# Bad command lines (config, flags, workdir, data, processes): tests/test_cli_errors.py.
 
 
 @pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
@@ -156,14 +153,49 @@ def test_corrupt_newest_checkpoint_falls_back_and_ends_like_the_clean_run(uninte
   workdir = str(tmp_path / 'run')
   shutil.copytree(reference, workdir)
   newest = os.path.join(workdir, 'checkpoints', '12')
-  for root, _, files in os.walk(newest):
+  for root, _, files in os.walk(newest):  # as if the disk filled up during the save
     for name in files:
-      with open(os.path.join(root, name), 'wb') as f:
-        f.write(b'not a checkpoint')
+      path = os.path.join(root, name)
+      os.truncate(path, os.path.getsize(path) // 2)
   result = run_main(workdir)
   assert 'checkpoint at step 12' in result.stderr and 'falling back' in result.stderr
   assert os.path.isdir(os.path.join(workdir, 'corrupt_checkpoints', '12'))  # kept, not deleted
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6', '9']
   assert metrics(workdir) == metrics(reference)  # resumed from step 9, same losses and metrics
+  assert 'Traceback' not in result.stderr and 'Event loop is closed' not in result.stderr
+
+
+def _snapshot(directory):
+  """{relative path: bytes} of every file under `directory`."""
+  files = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        files[os.path.relpath(path, directory)] = f.read()
+  return files
+
+
+@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
+def test_changed_config_is_refused_and_nothing_in_the_workdir_changes(uninterrupted, tmp_path):
+  reference, _ = uninterrupted
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(reference, workdir)
+  before = _snapshot(workdir)
+  result = run_main(workdir, '--config.model.projection_dim=32', '--config.seed=5', check=False)
+  assert result.returncode == 2, result.stderr[-3000:]
+  message = result.stderr[result.stderr.index('jssl: error: '):]
+  assert f'the workdir {workdir} holds a run with a different config' in message
+  assert 'model.projection_dim: 16 -> 32' in message and 'seed: 0 -> 5' in message
+  assert 'its original config' in message and 'new --workdir' in message
+  assert 'Traceback' not in result.stderr
+  assert _snapshot(workdir) == before  # checkpoints, metrics.jsonl, everything byte-identical
+  # Fields listed as resumable may change: a longer run continues from the last checkpoint.
+  result = run_main(workdir, '--config.num_steps=14', '--config.eval.linear_steps=5')
+  steps = [r['step'] for r in metrics(workdir) if 'loss' in r]
+  assert steps == list(range(1, 15))
+  assert losses(workdir)[:12] == losses(reference)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '14', '9']
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
@@ -181,3 +213,60 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path
   assert 1 <= good <= bad
   saved = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')))
   assert saved[-1] == good
+
+
+def _free_port():
+  with socket.socket() as sock:
+    sock.bind(('127.0.0.1', 0))
+    return sock.getsockname()[1]
+
+
+def _two_processes(workdir, *extra):
+  """Starts 2 processes x 4 simulated CPU devices of one run through the CLI."""
+  address = f'127.0.0.1:{_free_port()}'
+  return [subprocess.Popen(
+      _command(workdir, '--distributed', f'--coordinator_address={address}',
+               '--num_processes=2', f'--process_id={i}', *extra),
+      env=_env(4), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+
+
+def _finish(processes):
+  outputs = [p.communicate(timeout=600) for p in processes]
+  for p, (_, err) in zip(processes, outputs):
+    assert p.returncode == 0, err[-4000:]
+  return outputs
+
+
+@pytest.fixture(scope='session')
+def two_processes(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('two_processes'))
+  return workdir, _finish(_two_processes(workdir))
+
+
+@pytest.mark.xdist_group('simclr_cli')
+def test_two_processes_equal_one_process_with_eight_devices(two_processes, eight_devices):
+  workdir, outputs = two_processes
+  many, one = losses(workdir), losses(eight_devices)
+  assert len(many) == len(one) == 12
+  assert max(abs(a - b) for a, b in zip(many, one)) <= 1e-5, (many, one)
+  finals = [line for line in outputs[0][0].splitlines() if line.startswith('final ')]
+  assert len(finals) == 1 and not any(line.startswith('final ') for line in
+                                      outputs[1][0].splitlines())  # process 0 reports
+  final = json.loads(finals[0].removeprefix('final '))
+  want = [r for r in metrics(eight_devices) if 'knn_top1' in r][-1]
+  for key in ('knn_top1', 'linear_top1', 'online_linear_top1'):
+    assert abs(final[key] - want[key]) <= 1e-6, (key, final, want)
+  # One set of checkpoints, written together by both processes.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6', '9']
+  assert not os.path.exists(os.path.join(workdir, 'corrupt_checkpoints'))
+
+
+@pytest.mark.xdist_group('simclr_cli')
+def test_two_processes_killed_and_restarted_end_like_the_uninterrupted_run(two_processes,
+                                                                          tmp_path):
+  reference, _ = two_processes
+  workdir = str(tmp_path)
+  _sigkill_after_first_checkpoint(_two_processes(workdir), workdir)
+  _finish(_two_processes(workdir))
+  assert metrics(workdir) == metrics(reference)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from jssl.data.base import ArraySource, Dataset, MissingDatasetError, Source
+from jssl.data.base import ArraySource, Dataset, DatasetError, MissingDatasetError, Source
 from jssl.data.digits import load_digits
 from jssl.data.fashion_mnist import DEFAULT_DATA_DIR as FASHION_MNIST_DIR
 from jssl.data.fashion_mnist import load_fashion_mnist

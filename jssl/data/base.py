@@ -19,6 +19,11 @@ class MissingDatasetError(FileNotFoundError):
   """A dataset could not be found; the message says which, where we looked and how to get it."""
 
 
+class DatasetError(ValueError):
+  """A dataset is present but cannot be used (a truncated or malformed file, wrong shapes);
+  the message names the file and what to do."""
+
+
 class Source(Protocol):
   """Random access to labelled images."""
 

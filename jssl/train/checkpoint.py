@@ -15,7 +15,13 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from jssl.config import ConfigError
+
 log = logging.getLogger(__name__)
+
+
+class UnreadableCheckpointError(ConfigError):
+  """A checkpoint failed to restore where setting it aside could lose a readable one."""
 
 
 class Checkpointer:
@@ -50,11 +56,17 @@ class Checkpointer:
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
     self._manager.wait_until_finished()
 
-  def restore_latest(self, abstract_state: Any) -> tuple[Any, dict[str, Any], int] | None:
+  def restore_latest(self, abstract_state: Any, *,
+                     quarantine: bool = True) -> tuple[Any, dict[str, Any], int] | None:
     """Restores the newest readable checkpoint.
 
     Args:
       abstract_state: a pytree of `jax.ShapeDtypeStruct` (with shardings) like the state.
+        The caller has checked that the workdir's run has this state's shapes
+        (`jssl.train.workdir.check_state`), so a checkpoint that fails to restore is unreadable.
+      quarantine: move an unreadable checkpoint aside and try the previous one (the default);
+        False raises `UnreadableCheckpointError` instead and moves nothing (for a workdir whose
+        run was not recorded, where a failure may mean another config's readable checkpoint).
 
     Returns:
       (state, data_state, step), or None when there is no readable checkpoint.
@@ -66,13 +78,20 @@ class Checkpointer:
         _check_structure(restored.state, abstract_state)
         return restored.state, dict(restored.data), step
       except Exception as error:  # pylint: disable=broad-except
-        # Anything unreadable (truncated files, bad metadata, wrong shapes) is set aside and
-        # the previous checkpoint is tried: a resumed run loses at most one interval.
-        quarantine = self._quarantine(step)
-        log.warning('checkpoint at step %d in %s could not be restored (%s: %s); moved it to %s '
+        reason = (f'{type(error).__name__}: '
+                  f'{str(error).splitlines()[0][:300] if str(error) else ""}')
+        if not quarantine:
+          raise UnreadableCheckpointError(
+              f'the checkpoint at step {step} in {self._directory} could not be restored with '
+              f'this config ({reason}), and the workdir has no record of the config that wrote '
+              'it (it predates jssl keeping one). Nothing was moved. Resume with the config '
+              'that wrote it, or start a new --workdir.') from None
+        # Anything unreadable (truncated files, bad metadata) is set aside and the previous
+        # checkpoint is tried: a resumed run loses at most one interval.
+        moved_to = self._quarantine(step)
+        log.warning('checkpoint at step %d in %s could not be restored (%s); moved it to %s '
                     'and falling back to the previous checkpoint.', step, self._directory,
-                    type(error).__name__, str(error).splitlines()[0][:300] if str(error) else '',
-                    quarantine)
+                    reason, moved_to)
     return None
 
   def _quarantine(self, step: int) -> str:

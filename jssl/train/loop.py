@@ -23,9 +23,11 @@ from jax.sharding import PartitionSpec as P
 
 from jssl import data
 from jssl import methods
+from jssl.config import ConfigError
 from jssl.config import validate_config
 from jssl.eval import evaluate as evaluation
 from jssl.train import optim
+from jssl.train import workdir as workdir_lib
 from jssl.train.checkpoint import Checkpointer
 from jssl.train.metrics import MetricsWriter
 from jssl.train.metrics import plot_metrics
@@ -53,8 +55,12 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   return int(config.num_steps) if config.num_steps > 0 else int(config.num_epochs * steps_per_epoch)
 
 
-def create_state(config, method, optimizer, probe_optimizer, num_classes, image_shape, mesh):
-  """Initialises the TrainState, replicated over the mesh, inside one jit."""
+def create_state(config, method, optimizer, probe_optimizer, num_classes, image_shape, mesh,
+                 *, abstract_only: bool = False):
+  """Initialises the TrainState, replicated over the mesh, inside one jit.
+
+  `abstract_only` returns its `jax.ShapeDtypeStruct`s (with shardings) and compiles nothing.
+  """
   replicated = NamedSharding(mesh, P())
 
   def init():
@@ -70,23 +76,55 @@ def create_state(config, method, optimizer, probe_optimizer, num_classes, image_
         nonfinite_step=jnp.full((), -1, jnp.int32))
 
   abstract = jax.eval_shape(init)
-  state = jax.jit(init, out_shardings=jax.tree_util.tree_map(lambda _: replicated, abstract))()
-  return state
+  if abstract_only:
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+  return jax.jit(init, out_shardings=jax.tree_util.tree_map(lambda _: replicated, abstract))()
+
+
+def load_run_dataset(config: ml_collections.ConfigDict) -> data.Dataset:
+  """The config's dataset; a file that is there but unusable is a `data.DatasetError`."""
+  try:
+    return data.load_dataset(config.dataset.name, data_dir=config.dataset.data_dir,
+                             image_size=config.dataset.stored_size)
+  except data.MissingDatasetError:
+    raise
+  except ValueError as error:  # the loaders' messages name the file and the fix
+    raise data.DatasetError(f'dataset {config.dataset.name!r}: {error}') from None
+
+
+def _fitting_batch(num_examples: int, device_count: int) -> int:
+  """The largest global batch <= num_examples that every device and process can share."""
+  multiple = int(np.lcm(device_count, jax.process_count()))
+  return max(multiple, num_examples // multiple * multiple)
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
 
 
 class Run:
   """Builds everything a run needs from a validated config (usable from notebooks too).
 
   `devices` restricts the mesh to some devices (single-process only; default: all).
+  `abstract=True` builds everything but the state's values: `state` holds
+  `jax.ShapeDtypeStruct`s, nothing is compiled, and `trace()` checks every program's shapes
+  (what the config tests do for the variants they do not train).
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None, *,
+               abstract: bool = False):
     device_count = jax.device_count() if devices is None else len(devices)
     validate_config(config, device_count=device_count, process_count=jax.process_count())
     self.config = config
     self.workdir = workdir
-    self.dataset = data.load_dataset(config.dataset.name, data_dir=config.dataset.data_dir,
-                                     image_size=config.dataset.stored_size)
+    self.dataset = load_run_dataset(config)
+    num_train = len(self.dataset.train)
+    _require(num_train >= config.batch_size,
+             f'config.batch_size={config.batch_size} is larger than the training split of '
+             f'{config.dataset.name!r} ({num_train} examples): every step takes one full '
+             f'batch. Use --config.batch_size={_fitting_batch(num_train, device_count)} or less.')
     self.mesh = make_mesh(devices)
     self.iterator = data.BatchIterator(
         self.dataset.train, global_batch_size=config.batch_size, seed=config.seed,
@@ -98,7 +136,8 @@ class Run:
     self.optimizer, self.schedule = optim.create_optimizer(config, self.num_steps)
     self.probe_optimizer = optax.adam(config.online_probe.learning_rate)
     self.state = create_state(config, self.method, self.optimizer, self.probe_optimizer,
-                              self.dataset.num_classes, self.dataset.image_shape, self.mesh)
+                              self.dataset.num_classes, self.dataset.image_shape, self.mesh,
+                              abstract_only=abstract)
     self.state_sharding = jax.tree_util.tree_map(lambda x: x.sharding, self.state)
     self.batch_sharding = NamedSharding(self.mesh, P('data'))
     self.train_step = jax.jit(
@@ -153,6 +192,33 @@ class Run:
     self.state, metrics = self.train_step(self.state, self.device_batch(batch))
     return metrics
 
+  def trace(self) -> dict[str, Any]:
+    """Traces (never compiles) the train step, the epoch hook and the feature function on
+    abstract inputs of this config's shapes; returns their abstract outputs.
+
+    Catches every shape, dtype and tracing error of the config's programs for the cost of
+    tracing them (a step's compilation on CPU costs 10-100 times more).
+    """
+    batch_size = self.config.batch_size // jax.process_count()
+    batch = {'image': jax.ShapeDtypeStruct((batch_size, *self.dataset.image_shape), jnp.uint8,
+                                           sharding=self.batch_sharding),
+             'label': jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=self.batch_sharding),
+             'index': jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=self.batch_sharding)}
+    state, metrics = jax.eval_shape(self.train_step, self.state, batch)
+    eval_images = jax.ShapeDtypeStruct((self.config.eval.batch_size, *self.dataset.image_shape),
+                                       jnp.uint8, sharding=self.batch_sharding)
+    features = jax.eval_shape(self.feature_fn, self.state.params, self.state.batch_stats,
+                              self.state.probe_params, eval_images)
+    hook = None
+    if self.epoch_start is not None:
+      train_features = jax.ShapeDtypeStruct((len(self.dataset.train), self.method.features_dim),
+                                            jnp.float32)
+      rng = jax.eval_shape(lambda: jax.random.key(0))
+      hook = jax.eval_shape(self.epoch_start, self.state.params, self.state.opt_state,
+                            self.state.extra, train_features, jax.ShapeDtypeStruct((), jnp.int32),
+                            rng)
+    return {'state': state, 'metrics': metrics, 'features': features, 'epoch_start': hook}
+
   def evaluate(self) -> dict[str, float]:
     return evaluation.evaluate(self.feature_fn, self.state, self.dataset, self.config.eval,
                                self.mesh)
@@ -172,14 +238,22 @@ def _check_finite(state: TrainState, checkpointer: Checkpointer) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        *, progress: bool = True) -> dict[str, float]:
-  """Trains (resuming from `workdir` if it holds checkpoints), evaluates, returns final metrics."""
+  """Trains (resuming from `workdir` if it holds checkpoints), evaluates, returns final metrics.
+
+  A workdir that holds a run with a different config (or train state) is refused with
+  `jssl.train.workdir.WorkdirMismatchError` before anything in it is changed.
+  """
+  record = workdir_lib.check_config(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   run = Run(config, workdir)
+  workdir_lib.check_state(record, run.state, workdir)
   is_main = jax.process_index() == 0
   checkpointer = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   abstract = jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), run.state)
-  restored = checkpointer.restore_latest(abstract)
+  # Without a record (a workdir from before records were kept) a checkpoint that fails to
+  # restore may be a readable one of another config: refuse rather than set it aside.
+  restored = checkpointer.restore_latest(abstract, quarantine=record is not None)
   start_step = 0
   if restored is not None:
     run.state, data_state, start_step = restored
@@ -194,6 +268,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   elif 0 < start_step < run.num_steps and config.eval.every and start_step % config.eval.every == 0:
     # The run may have died between saving this checkpoint and writing its evaluation.
     writer.write({'step': start_step, **run.evaluate()})
+
+  def save(step: int) -> None:
+    workdir_lib.write_record(config, workdir, run.state)  # before the checkpoint it describes
+    checkpointer.save(step, run.state, run.iterator.get_state())
 
   bar = None
   if progress and is_main:
@@ -226,14 +304,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         _check_finite(run.state, checkpointer)
       if done % config.checkpoint_every == 0 and done < run.num_steps:
         _check_finite(run.state, checkpointer)
-        checkpointer.save(done, run.state, run.iterator.get_state())
+        save(done)
       if config.eval.every and done % config.eval.every == 0 and done < run.num_steps:
         results = run.evaluate()
         writer.write({'step': done, **results})
         log.info('step %d: %s', done, _fmt(results))
     flush()
     _check_finite(run.state, checkpointer)
-    checkpointer.save(run.num_steps, run.state, run.iterator.get_state())
+    save(run.num_steps)
   finally:
     if bar is not None:
       bar.close()

@@ -20,10 +20,20 @@ class MetricsWriter:
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self._enabled = enabled
     if enabled:
-      kept = [r for r in read_metrics(self.path)
+      records = read_metrics(self.path)
+      kept = [r for r in records
               if r['step'] < resume_step or (r['step'] == resume_step and 'knn_top1' not in r)]
-      with open(self.path, 'w') as f:
-        f.writelines(json.dumps(r) + '\n' for r in kept)
+      text = ''.join(json.dumps(r) + '\n' for r in kept)
+      current = None
+      if os.path.exists(self.path):
+        with open(self.path) as f:
+          current = f.read()
+      if text != current:  # records to drop, or a line half-written by a kill
+        # Atomic: a kill during the rewrite leaves the old file, never a truncated one.
+        temporary = self.path + '.tmp'
+        with open(temporary, 'w') as f:
+          f.write(text)
+        os.replace(temporary, self.path)
 
   def write(self, record: dict[str, Any]) -> None:
     if self._enabled:
