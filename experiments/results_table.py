@@ -107,7 +107,10 @@ def main() -> None:
     workdir = os.path.join(args.workdir, args.dataset, name)
     command = [sys.executable, '-m', 'jssl.main',
                f'--config=experiments/configs/{config}.py:{args.dataset}',
-               f'--workdir={workdir}', *extra]
+               f'--workdir={workdir}', *extra,
+               # The committed tables were made with nn.Conv, before the matmul convolutions
+               # became the default (2026-12-01): pinned so that they reproduce exactly.
+               '--config.model.small_cnn_matmul_convs=false']
     if args.epochs is not None:
       command.append(f'--config.num_epochs={args.epochs}')
     if commands and args.dataset != 'digits':

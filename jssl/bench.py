@@ -54,6 +54,10 @@ _BATCHES = flags.DEFINE_integer('batches', 4, 'Distinct real batches transferred
                                 'devices before timing and used in turn.', lower_bound=1)
 _AUGMENT = flags.DEFINE_bool('augment', True, 'Augment on device as training does; false '
                              'replaces augmentation by a deterministic resize of each view.')
+_DIAGNOSTICS = flags.DEFINE_bool('diagnostics', True, 'Compute the per-step collapse '
+                                  'diagnostics (false: time the step without them).')
+_ONLINE_PROBE = flags.DEFINE_bool('online_probe', True, 'Train the online linear probe '
+                                  '(false: time the step without it).')
 _PEAK_SIZE = flags.DEFINE_integer('peak_matmul_size', 0, 'Side of the square matmul timed for '
                                   'the peak FLOP/s; 0: 4096 on CPU, 8192 on GPU/TPU.',
                                   lower_bound=0)
@@ -130,7 +134,8 @@ def _eval_views(key, images, views):
 
 
 def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
-              augment: bool = True, peak_matmul_size: int = 0) -> dict[str, Any]:
+              augment: bool = True, diagnostics: bool = True, online_probe: bool = True,
+              peak_matmul_size: int = 0) -> dict[str, Any]:
   """Compiles and times the shared train step of `config`; returns the results as a dict.
 
   Args:
@@ -139,6 +144,8 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
     warmup: untimed steps before them.
     num_batches: distinct real batches transferred before timing and used in turn.
     augment: False replaces augmentation by `augment.eval_view` of every view.
+    diagnostics: False leaves the collapse diagnostics out of the step.
+    online_probe: False leaves the online probe's training out of the step.
     peak_matmul_size: side of the matmul timed for the peak FLOP/s (0: 4096 CPU, 8192 GPU/TPU).
 
   Returns:
@@ -150,16 +157,19 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from jssl import models  # pylint: disable=g-import-not-at-top
   from jssl.train.loop import Run  # pylint: disable=g-import-not-at-top
+  from jssl.augment import augment_views  # pylint: disable=g-import-not-at-top
   from jssl.train.step import make_train_step  # pylint: disable=g-import-not-at-top
 
   with tempfile.TemporaryDirectory() as workdir:  # Run writes nothing; it wants a directory
     run = Run(config, workdir)
   try:
     train_step = run.train_step
-    if not augment:
+    if not (augment and diagnostics and online_probe):
       train_step = jax.jit(
           make_train_step(run.method, run.optimizer, run.probe_optimizer, run.schedule,
-                          augment_views=_eval_views),
+                          augment_views=augment_views if augment else _eval_views,
+                          collapse_diagnostics=diagnostics,
+                          online_probe=online_probe),
           in_shardings=(run.state_sharding, run.batch_sharding),
           out_shardings=(run.state_sharding, NamedSharding(run.mesh, P())),
           donate_argnums=0)
@@ -215,6 +225,8 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
       'batch_size': config.batch_size,
       'views': num_views,
       'augment': augment,
+      'diagnostics': diagnostics,
+      'online_probe': online_probe,
       'batches': f'{num_batches} real batches transferred before timing, used in turn',
       'platform': device.platform,
       'device_kind': device.device_kind,
@@ -284,19 +296,20 @@ def summary(results: dict[str, Any]) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail('jssl.bench', f'unexpected arguments {argv[1:]}: every setting is a flag.')
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
   for noisy in ('absl', 'jax', 'orbax', 'jax._src'):
     logging.getLogger(noisy).setLevel(logging.WARNING)
   from jssl.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from jssl.data.base import DatasetError  # pylint: disable=g-import-not-at-top
   from jssl.data.base import MissingDatasetError  # pylint: disable=g-import-not-at-top
   try:
     results = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value,
                         num_batches=_BATCHES.value, augment=_AUGMENT.value,
+                        diagnostics=_DIAGNOSTICS.value, online_probe=_ONLINE_PROBE.value,
                         peak_matmul_size=_PEAK_SIZE.value)
-  except (ConfigError, MissingDatasetError) as error:
-    print(f'jssl.bench: error: {error}', file=sys.stderr)
-    sys.exit(2)
+  except (ConfigError, DatasetError, MissingDatasetError) as error:
+    cli.fail('jssl.bench', str(error))
   results['config'] = config_flags.get_config_filename(flags.FLAGS['config'])
   results['overrides'] = config_flags.get_override_values(flags.FLAGS['config'])
   results['command'] = ' '.join(['python -m jssl.bench'] + sys.argv[1:])

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from shared_run import once
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, 'experiments', 'configs', 'simclr.py')
 TINY = ['--config.batch_size=32', '--config.num_steps=12', '--config.checkpoint_every=3',
@@ -52,16 +54,16 @@ def metrics(workdir):
     return [json.loads(line) for line in f]
 
 
-# Session scope: the xdist_group keeps its tests on one worker, but that worker may run other
-# modules' tests in between, which would tear a module-scoped fixture down and run it again.
+def _output(result):
+  return {'stdout': result.stdout, 'stderr': result.stderr}
+
+
 @pytest.fixture(scope='session')
 def uninterrupted(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
-  result = run_main(workdir)
-  return workdir, result
+  """(workdir, output) of the reference run, made once for every worker."""
+  return once(tmp_path_factory, 'uninterrupted', lambda workdir: _output(run_main(workdir)))
 
 
-@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
 def test_run_writes_metrics_plot_checkpoints_and_reports(uninterrupted):
   workdir, result = uninterrupted
   records = metrics(workdir)
@@ -73,22 +75,20 @@ def test_run_writes_metrics_plot_checkpoints_and_reports(uninterrupted):
     assert 0.0 <= r['knn_top1'] <= 1.0 and 0.0 <= r['linear_top1'] <= 1.0
   assert os.path.getsize(os.path.join(workdir, 'metrics.png')) > 1000
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6', '9']
-  final = json.loads(result.stdout.strip().splitlines()[-1].removeprefix('final '))
+  final = json.loads(result['stdout'].strip().splitlines()[-1].removeprefix('final '))
   assert final['knn_top1'] == evals[-1]['knn_top1']
 
 
 @pytest.fixture(scope='session')
 def eight_devices(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('eight_devices'))
-  run_main(workdir, devices=8)
-  return workdir
+  return once(tmp_path_factory, 'eight_devices',
+              lambda workdir: _output(run_main(workdir, devices=8)))[0]
 
 
 def losses(workdir):
   return [r['loss'] for r in metrics(workdir) if 'loss' in r]
 
 
-@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
 def test_eight_devices_give_the_same_losses_as_one(uninterrupted, eight_devices):
   workdir, _ = uninterrupted
   one, eight = losses(workdir), losses(eight_devices)
@@ -121,7 +121,6 @@ def _run_and_sigkill_after_first_checkpoint(workdir, *extra, config=CONFIG):
   _sigkill_after_first_checkpoint([process], workdir)
 
 
-@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
 def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp_path):
   reference, _ = uninterrupted
   workdir = str(tmp_path)
@@ -147,7 +146,6 @@ def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
 # Bad command lines (config, flags, workdir, data, processes): tests/test_cli_errors.py.
 
 
-@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
 def test_corrupt_newest_checkpoint_falls_back_and_ends_like_the_clean_run(uninterrupted, tmp_path):
   reference, _ = uninterrupted
   workdir = str(tmp_path / 'run')
@@ -176,7 +174,6 @@ def _snapshot(directory):
   return files
 
 
-@pytest.mark.xdist_group('simclr_cli')  # shares the `uninterrupted` run
 def test_changed_config_is_refused_and_nothing_in_the_workdir_changes(uninterrupted, tmp_path):
   reference, _ = uninterrupted
   workdir = str(tmp_path / 'run')
@@ -190,12 +187,13 @@ def test_changed_config_is_refused_and_nothing_in_the_workdir_changes(uninterrup
   assert 'its original config' in message and 'new --workdir' in message
   assert 'Traceback' not in result.stderr
   assert _snapshot(workdir) == before  # checkpoints, metrics.jsonl, everything byte-identical
-  # Fields listed as resumable may change: a longer run continues from the last checkpoint.
-  result = run_main(workdir, '--config.num_steps=14', '--config.eval.linear_steps=5')
-  steps = [r['step'] for r in metrics(workdir) if 'loss' in r]
-  assert steps == list(range(1, 15))
-  assert losses(workdir)[:12] == losses(reference)
-  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '14', '9']
+  # Fields listed as resumable may change (tests/train/test_workdir.py has the rules): the
+  # finished run is re-evaluated with other evaluation settings, its steps untouched.
+  run_main(workdir, '--config.eval.knn_k=20', '--config.log_every=4')
+  assert losses(workdir) == losses(reference)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6', '9']
+  evals = [r for r in metrics(workdir) if 'knn_top1' in r]
+  assert [r['step'] for r in evals] == [0, 12]
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
@@ -240,11 +238,10 @@ def _finish(processes):
 
 @pytest.fixture(scope='session')
 def two_processes(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('two_processes'))
-  return workdir, _finish(_two_processes(workdir))
+  return once(tmp_path_factory, 'two_processes',
+              lambda workdir: _finish(_two_processes(workdir)))
 
 
-@pytest.mark.xdist_group('simclr_cli')
 def test_two_processes_equal_one_process_with_eight_devices(two_processes, eight_devices):
   workdir, outputs = two_processes
   many, one = losses(workdir), losses(eight_devices)
@@ -262,7 +259,6 @@ def test_two_processes_equal_one_process_with_eight_devices(two_processes, eight
   assert not os.path.exists(os.path.join(workdir, 'corrupt_checkpoints'))
 
 
-@pytest.mark.xdist_group('simclr_cli')
 def test_two_processes_killed_and_restarted_end_like_the_uninterrupted_run(two_processes,
                                                                           tmp_path):
   reference, _ = two_processes

@@ -42,7 +42,7 @@ def create_encoder(
     dtype: str = 'float32',
     mean: Any = 0.5,
     std: Any = 0.25,
-    small_cnn_matmul_convs: bool = False,
+    small_cnn_matmul_convs: bool = True,
 ) -> nn.Module:
   """Builds an encoder by name.
 
@@ -99,7 +99,7 @@ def encoder_from_config(model_config) -> nn.Module:
   return create_encoder(model_config.encoder, stem=model_config.stem,
                         width_multiplier=model_config.width_multiplier,
                         widths=tuple(widths) if widths else None, dtype=model_config.dtype,
-                        small_cnn_matmul_convs=model_config.get('small_cnn_matmul_convs', False))
+                        small_cnn_matmul_convs=model_config.get('small_cnn_matmul_convs', True))
 
 
 def features_dim(model_config) -> int:

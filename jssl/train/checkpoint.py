@@ -7,9 +7,11 @@ newest readable checkpoint is restored; one that cannot be read is moved (never 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -18,6 +20,32 @@ import orbax.checkpoint as ocp
 from jssl.config import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def _silence_abandoned_reads() -> None:
+  """Keeps orbax's abandoned read coroutines from printing tracebacks after a failed restore.
+
+  When a restore fails mid-read, orbax's pending per-array coroutines are left behind; when
+  they are garbage-collected, at some later point, they raise ("RuntimeError: Event loop is
+  closed", or the read's own error) into `sys.unraisablehook`, which prints a screen of
+  tracebacks after our one-line warning. From the first failed restore on, a hook that drops
+  what orbax's coroutines raise there (and passes everything else on) is installed; nothing
+  changes while restores succeed.
+  """
+  if getattr(sys.unraisablehook, 'jssl_drops_abandoned_reads', False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    code = getattr(unraisable.object, 'cr_code', None)  # set for coroutines only
+    from_orbax = code is not None and f'{os.sep}orbax{os.sep}' in code.co_filename
+    closed_loop = (isinstance(unraisable.exc_value, RuntimeError) and
+                   str(unraisable.exc_value) == 'Event loop is closed')
+    if not (from_orbax or closed_loop):
+      previous(unraisable)
+
+  hook.jssl_drops_abandoned_reads = True
+  sys.unraisablehook = hook
 
 
 class UnreadableCheckpointError(ConfigError):
@@ -78,20 +106,22 @@ class Checkpointer:
         _check_structure(restored.state, abstract_state)
         return restored.state, dict(restored.data), step
       except Exception as error:  # pylint: disable=broad-except
+        _silence_abandoned_reads()
         reason = (f'{type(error).__name__}: '
                   f'{str(error).splitlines()[0][:300] if str(error) else ""}')
-        if not quarantine:
-          raise UnreadableCheckpointError(
-              f'the checkpoint at step {step} in {self._directory} could not be restored with '
-              f'this config ({reason}), and the workdir has no record of the config that wrote '
-              'it (it predates jssl keeping one). Nothing was moved. Resume with the config '
-              'that wrote it, or start a new --workdir.') from None
-        # Anything unreadable (truncated files, bad metadata) is set aside and the previous
-        # checkpoint is tried: a resumed run loses at most one interval.
-        moved_to = self._quarantine(step)
-        log.warning('checkpoint at step %d in %s could not be restored (%s); moved it to %s '
-                    'and falling back to the previous checkpoint.', step, self._directory,
-                    reason, moved_to)
+      gc.collect()  # finalise the failed read's coroutines now, while the hook is in place
+      if not quarantine:
+        raise UnreadableCheckpointError(
+            f'the checkpoint at step {step} in {self._directory} could not be restored with '
+            f'this config ({reason}), and the workdir has no record of the config that wrote '
+            'it (it predates jssl keeping one). Nothing was moved. Resume with the config '
+            'that wrote it, or start a new --workdir.') from None
+      # Anything unreadable (truncated files, bad metadata) is set aside and the previous
+      # checkpoint is tried: a resumed run loses at most one interval.
+      moved_to = self._quarantine(step)
+      log.warning('checkpoint at step %d in %s could not be restored (%s); moved it to %s '
+                  'and falling back to the previous checkpoint.', step, self._directory,
+                  reason, moved_to)
     return None
 
   def _quarantine(self, step: int) -> str:

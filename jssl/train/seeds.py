@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 from jssl import data
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
+from jssl.train import workdir as workdir_lib
 from jssl.train.checkpoint import Checkpointer
 from jssl.train.loop import NonFiniteLossError
 from jssl.train.loop import Run
@@ -137,13 +138,16 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int], workdir
   Resumes from `<workdir>/checkpoints` like `train_and_evaluate`. Methods with an epoch hook
   (DeepCluster, Local Aggregation) are refused with a ConfigError.
   """
+  requested = config
+  record = workdir_lib.check_config(requested, workdir)  # refuses another run's workdir
   os.makedirs(workdir, exist_ok=True)
   runner = SeedsRun(config, seeds, workdir, devices=devices)
+  workdir_lib.check_state(record, runner.state, workdir)  # the stacked state: one row per seed
   config = runner.config
   checkpointer = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   abstract = jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), runner.state)
-  restored = checkpointer.restore_latest(abstract)
+  restored = checkpointer.restore_latest(abstract, quarantine=record is not None)
   start_step = 0
   if restored is not None:
     runner.state, data_state, start_step = restored
@@ -161,6 +165,10 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int], workdir
       writer.write({'step': step, **extra, **result})
     return results
 
+  def save(step: int) -> None:
+    workdir_lib.write_record(requested, workdir, runner.state)
+    checkpointer.save(step, runner.state, runner.data_state())
+
   if start_step == 0 and config.eval.at_start:
     evaluate_all(0, random_init=True)
   pending = []
@@ -176,11 +184,11 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int], workdir
         _check_finite(runner.state, runner.seeds)
       if done % config.checkpoint_every == 0 and done < runner.num_steps:
         _check_finite(runner.state, runner.seeds)
-        checkpointer.save(done, runner.state, runner.data_state())
+        save(done)
       if config.eval.every and done % config.eval.every == 0 and done < runner.num_steps:
         evaluate_all(done)
     _check_finite(runner.state, runner.seeds)
-    checkpointer.save(runner.num_steps, runner.state, runner.data_state())
+    save(runner.num_steps)
   finally:
     runner.close()
   results = evaluate_all(runner.num_steps)

@@ -33,7 +33,9 @@ def _all_finite(tree: Any) -> jax.Array:
 def make_train_step(method: Method, optimizer: optax.GradientTransformation,
                     probe_optimizer: optax.GradientTransformation,
                     schedule: Callable[[Any], Any], *,
-                    augment_views: Callable = augment.augment_views) -> Callable:
+                    augment_views: Callable = augment.augment_views,
+                    collapse_diagnostics: bool = True,
+                    online_probe: bool = True) -> Callable:
   """Returns `train_step(state, batch) -> (new_state, metrics)`, pure and jit-able.
 
   `batch` holds 'image' uint8 [B, H, W, C], 'label' int32 [B] and 'index' int32 [B] (the
@@ -41,6 +43,8 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
   never reach the encoder, and only those methods that are supervised by definition (SupCon).
   `augment_views(key, images, views)` makes the views; training always uses the default,
   `jssl.bench --augment=false` swaps in a deterministic resize to time the rest of the step.
+  `collapse_diagnostics=False` (no collapse metrics) and `online_probe=False` (the probe is not
+  trained) exist so `jssl.bench` can measure what those parts cost.
   """
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
@@ -62,11 +66,16 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
       logits = probe_logits(probe_params, features)
       return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean(), logits
 
-    (probe_loss, logits), probe_grads = jax.value_and_grad(probe_loss_fn, has_aux=True)(
-        state.probe_params)
-    probe_updates, probe_opt_state = probe_optimizer.update(
-        probe_grads, state.probe_opt_state, state.probe_params)
-    probe_params = optax.apply_updates(state.probe_params, probe_updates)
+    probe_metrics = {}
+    probe_params, probe_opt_state = state.probe_params, state.probe_opt_state
+    if online_probe:
+      (probe_loss, logits), probe_grads = jax.value_and_grad(probe_loss_fn, has_aux=True)(
+          state.probe_params)
+      probe_updates, probe_opt_state = probe_optimizer.update(
+          probe_grads, state.probe_opt_state, state.probe_params)
+      probe_params = optax.apply_updates(state.probe_params, probe_updates)
+      probe_metrics = {'online_probe_loss': probe_loss,
+                       'online_probe_top1': jnp.mean(jnp.argmax(logits, -1) == batch['label'])}
 
     finite = jnp.isfinite(loss) & _all_finite(grads)
     first_bad = (state.nonfinite_step < 0) & ~finite
@@ -82,11 +91,10 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
     metrics = {
         'loss': loss,
         'learning_rate': jnp.asarray(schedule(state.step), jnp.float32),
-        'online_probe_loss': probe_loss,
-        'online_probe_top1': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
+        **probe_metrics,
         **out.metrics,
     }
-    if out.embeddings is not None:
+    if collapse_diagnostics and out.embeddings is not None:
       metrics.update(diagnostics.collapse_metrics(*out.embeddings, features))
     return new_state, metrics
 

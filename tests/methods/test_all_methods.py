@@ -99,16 +99,18 @@ def check_eight_devices_match_one_device(record):
   # Parameters whose gradient is ~0 (a bias right before a BatchNorm) receive Adam steps of
   # normalised float32 noise, so states are compared at a fraction of the learning rate, and
   # the later losses, which see those states, at 1e-4 (SimSiam's differed by 2.3e-5 at step 4
-  # once the step's program, and so its rounding, changed); queues and banks agree tightly.
+  # once the step's program, and so its rounding, changed). Queues and banks hold outputs of
+  # those drifted networks: NNCLR's unit-norm queue rows pushed at the last step differed by
+  # up to 8.7e-4 (of 1) on the 2-core CI machine, with either convolution form; 2e-3 for them.
   np.testing.assert_allclose(record['losses_eight'], record['losses_one'], rtol=1e-4,
                              atol=1e-4, err_msg=name)
-  for part in ('params', 'extra', 'batch_stats'):
+  for part, atol in (('params', 5e-4), ('extra', 2e-3), ('batch_stats', 5e-4)):
     want = jax.tree_util.tree_leaves_with_path(getattr(record['one'], part))
     got = jax.tree_util.tree_leaves(getattr(record['uninterrupted'], part))
     assert len(want) == len(got), (name, part)
     for (path, a), b in zip(want, got):
       np.testing.assert_allclose(np.asarray(b, np.float64), np.asarray(a, np.float64),
-                                 rtol=1e-3, atol=5e-4,
+                                 rtol=1e-3, atol=atol,
                                  err_msg=f'{name}: {part}{jax.tree_util.keystr(path)}')
 
 
