@@ -33,3 +33,30 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
+
+
+# The longest tests, the CLI runs in subprocesses, are handed to the workers first, so that
+# the suite does not end on one of them with the other core idle. Within tests/test_main.py
+# each run that several tests share (tests/shared_run.py) is built by the first test that
+# needs it, with independent runs between it and the tests that reuse it, so that a worker
+# rarely waits for the other one to finish building.
+_FIRST = (
+    'tests/test_main.py::test_run_writes_metrics_plot_checkpoints_and_reports',  # uninterrupted
+    'tests/test_main.py::test_sigkill_resume_restores_queues_banks_and_targets[moco.py]',
+    'tests/test_main.py::test_two_processes_equal_eight_devices_and_resume_exactly_after_sigkill',
+    'tests/test_sweep.py::test_sweep_cli_killed_and_rerun_finishes_only_the_missing_points',
+    'tests/test_main.py::test_sigkill_resume_restores_queues_banks_and_targets'
+    '[instdisc.py:digits_nce]',
+    'tests/test_main.py::test_sigkill_then_resume_reproduces_the_uninterrupted_run',
+    'tests/test_main.py::test_sigkill_resume_restores_queues_banks_and_targets[dino.py]',
+    'tests/test_main.py::test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint',
+    'tests/test_main.py::test_eight_devices_give_the_same_losses_as_one',
+    'tests/test_cli_errors.py::test_bad_command_lines_end_in_one_clean_message',
+    'tests/test_main.py::test_corrupt_newest_checkpoint_falls_back_and_ends_like_the_clean_run',
+    'tests/test_main.py::test_changed_config_is_refused_and_nothing_in_the_workdir_changes',
+)
+
+
+def pytest_collection_modifyitems(items):
+  rank = {nodeid: r for r, nodeid in enumerate(_FIRST)}
+  items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the rest in order

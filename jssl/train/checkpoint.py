@@ -28,9 +28,9 @@ def _silence_abandoned_reads() -> None:
   When a restore fails mid-read, orbax's pending per-array coroutines are left behind; when
   they are garbage-collected, at some later point, they raise ("RuntimeError: Event loop is
   closed", or the read's own error) into `sys.unraisablehook`, which prints a screen of
-  tracebacks after our one-line warning. From the first failed restore on, a hook that drops
-  what orbax's coroutines raise there (and passes everything else on) is installed; nothing
-  changes while restores succeed.
+  tracebacks after our one-line warning; tensorstore's threads may also report "Event loop is
+  closed" while the failing read unwinds. Before a restore, a hook that drops exactly these
+  (and passes everything else on) is installed, once.
   """
   if getattr(sys.unraisablehook, 'jssl_drops_abandoned_reads', False):
     return
@@ -99,6 +99,7 @@ class Checkpointer:
     Returns:
       (state, data_state, step), or None when there is no readable checkpoint.
     """
+    _silence_abandoned_reads()  # before reading: tensorstore threads may report during it
     for step in reversed(self.all_steps()):
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
@@ -106,7 +107,6 @@ class Checkpointer:
         _check_structure(restored.state, abstract_state)
         return restored.state, dict(restored.data), step
       except Exception as error:  # pylint: disable=broad-except
-        _silence_abandoned_reads()
         reason = (f'{type(error).__name__}: '
                   f'{str(error).splitlines()[0][:300] if str(error) else ""}')
       gc.collect()  # finalise the failed read's coroutines now, while the hook is in place
