@@ -23,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 from jssl import data
 from jssl import methods
-from jssl.config import ConfigError
+from jssl.config import _require  # pylint: disable=protected-access
 from jssl.config import validate_config
 from jssl.eval import evaluate as evaluation
 from jssl.train import optim
@@ -97,11 +97,6 @@ def _fitting_batch(num_examples: int, device_count: int) -> int:
   """The largest global batch <= num_examples that every device and process can share."""
   multiple = int(np.lcm(device_count, jax.process_count()))
   return max(multiple, num_examples // multiple * multiple)
-
-
-def _require(condition: bool, message: str) -> None:
-  if not condition:
-    raise ConfigError(message)
 
 
 class Run:

@@ -80,11 +80,11 @@ def read_record(workdir: str) -> dict[str, Any] | None:
   return record
 
 
+_ABSENT = object()
+
+
 def _show(value: Any) -> str:
   return 'absent' if value is _ABSENT else json.dumps(value)
-
-
-_ABSENT = object()
 
 
 def _refuse(workdir: str, what: str, lines: list[str]) -> None:
