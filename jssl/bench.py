@@ -163,6 +163,11 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
   with tempfile.TemporaryDirectory() as workdir:  # Run writes nothing; it wants a directory
     run = Run(config, workdir)
   try:
+    if not augment and run.method.prepare is not None:
+      from jssl.config import ConfigError  # pylint: disable=g-import-not-at-top
+      raise ConfigError(f'--augment=false swaps the image views for a deterministic resize; '
+                        f'{run.method.name} prepares its own inputs (no image views), so time it '
+                        'with --augment=true.')
     train_step = run.train_step
     if not (augment and diagnostics and online_probe):
       train_step = jax.jit(
@@ -170,7 +175,7 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
                           augment_views=augment_views if augment else _eval_views,
                           collapse_diagnostics=diagnostics,
                           online_probe=online_probe),
-          in_shardings=(run.state_sharding, run.batch_sharding),
+          in_shardings=(run.state_sharding, run.batch_sharding, NamedSharding(run.mesh, P())),
           out_shardings=(run.state_sharding, NamedSharding(run.mesh, P())),
           donate_argnums=0)
     run.start_epoch(0)  # methods with an epoch hook (DeepCluster) need it before step 0
@@ -178,20 +183,20 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
     jax.block_until_ready(batches)
 
     start = time.perf_counter()
-    lowered = train_step.lower(run.state, batches[0])
+    lowered = train_step.lower(run.state, batches[0], run.constants)
     lowered_at = time.perf_counter()
     compiled = lowered.compile()
     compiled_at = time.perf_counter()
 
     state = run.state
     for i in range(warmup):
-      state, metrics = compiled(state, batches[i % num_batches])
+      state, metrics = compiled(state, batches[i % num_batches], run.constants)
       jax.block_until_ready((state, metrics))
     times, cpu_times = [], []
     for i in range(steps):
       batch = batches[(warmup + i) % num_batches]
       start_step, start_cpu = time.perf_counter(), time.process_time()
-      state, metrics = compiled(state, batch)
+      state, metrics = compiled(state, batch, run.constants)
       jax.block_until_ready((state, metrics))
       times.append(time.perf_counter() - start_step)
       cpu_times.append(time.process_time() - start_cpu)

@@ -26,6 +26,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.data_dir = config_dict.placeholder(str)  # IDX dir (fashion_mnist) or TFDS data_dir
   c.dataset.image_size = 32  # side of the views the model sees
   c.dataset.stored_size = config_dict.placeholder(int)  # TFDS: host resize of varying sizes
+  # Text: WordPiece vocabulary trained on the corpus's training split, and tokens per segment
+  # (BERT packs [CLS] A [SEP] B [SEP]: 2 * max_length + 3 positions).
+  c.dataset.vocab_size = 8192
+  c.dataset.max_length = 64
+  # Graphs: size of WordNet's gloss features (TF-IDF reduced by truncated SVD).
+  c.dataset.feature_dim = 256
 
   c.model = ml_collections.ConfigDict()
   c.model.encoder = 'small_cnn'
@@ -89,6 +95,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.knn_temperature = 0.07
   c.eval.linear_steps = 200
   c.eval.linear_l2_grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+  # Probes on another labelled dataset of the same modality ('' = the training dataset), e.g.
+  # a language model pre-trained on a corpus and probed on WordNet gloss categories.
+  c.eval.dataset = ''
+  # Fine-tuning protocols (jssl.eval.finetune): any of 'finetune' (every training label),
+  # 'semi_1pct', 'semi_10pct' (a class-balanced 1 % / 10 % subset fixed by finetune_seed).
+  c.eval.finetune = ()
+  c.eval.finetune_steps = 500
+  c.eval.finetune_batch_size = 256
+  c.eval.finetune_learning_rate = 1e-3
+  c.eval.finetune_seed = 0
   return c
 
 

@@ -190,6 +190,6 @@ def _two_steps_and_encode(config, workdir):
   assert int(run.state.nonfinite_step) == -1
   images = run.dataset.test.get_batch(np.arange(16))['image']
   features, _ = run.feature_fn(run.state.params, run.state.batch_stats, run.state.probe_params,
-                               images)
+                               {'image': images}, run.constants)
   assert features.shape == (16, run.method.features_dim)
   assert np.all(np.isfinite(np.asarray(features)))

@@ -23,3 +23,6 @@ from jssl.augment.presets import local_crop_size
 from jssl.augment.presets import multicrop
 from jssl.augment.presets import PRESETS
 from jssl.augment.presets import views_from_config
+from jssl.augment.text import mask_tokens
+from jssl.augment.text import pack_pair
+from jssl.augment.text import random_ordinary_tokens

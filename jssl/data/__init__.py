@@ -60,16 +60,46 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 KNOWN_DATASETS: tuple[str, ...] = tuple(DATASETS)
 
 
+def _text_names() -> tuple[str, ...]:
+  from jssl.data.text import TEXT_DATASETS  # pylint: disable=g-import-not-at-top
+  return tuple(TEXT_DATASETS)
+
+
+def _graph_names() -> tuple[str, ...]:
+  from jssl.data.graph import GRAPH_DATASETS  # pylint: disable=g-import-not-at-top
+  return tuple(GRAPH_DATASETS)
+
+
+def modality_of(name: str) -> str:
+  """'text', 'graph' or 'image': which family of loaders reads the dataset `name`."""
+  from jssl.data.graph import PLANETOID_PREFIX  # pylint: disable=g-import-not-at-top
+  if name in _text_names() or name.startswith(TFDS_TEXT_PREFIX):
+    return 'text'
+  if name in _graph_names() or name.startswith(PLANETOID_PREFIX):
+    return 'graph'
+  return 'image'
+
+
+TFDS_TEXT_PREFIX = 'tfds_text:'
+
+
 def check_dataset_name(name: str) -> None:
   """Raises ValueError, listing the valid names, unless `load_dataset` accepts `name`."""
-  if name in DATASETS:
+  from jssl.data.graph import PLANETOID_PREFIX  # pylint: disable=g-import-not-at-top
+  if name in DATASETS or name in _text_names() or name in _graph_names():
     return
+  for prefix in (TFDS_TEXT_PREFIX, PLANETOID_PREFIX):
+    if name.startswith(prefix) and len(name) > len(prefix):
+      return
   if name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
     return
   raise ValueError(
-      f'unknown dataset {name!r}. Valid names: {", ".join(KNOWN_DATASETS)}; or '
+      f'unknown dataset {name!r}. Valid names: images {", ".join(KNOWN_DATASETS)}; text '
+      f'{", ".join(_text_names())}; graphs {", ".join(_graph_names())}; or '
       f'"{TFDS_PREFIX}NAME" for any other TFDS image dataset prepared as array_record '
-      f'(e.g. "{TFDS_PREFIX}oxford_flowers102").')
+      f'(e.g. "{TFDS_PREFIX}oxford_flowers102"), "{TFDS_TEXT_PREFIX}NAME" for a TFDS text '
+      f'dataset (e.g. "{TFDS_TEXT_PREFIX}imdb_reviews"), "planetoid:NAME" for Planetoid files '
+      'in --config.dataset.data_dir (e.g. "planetoid:cora").')
 
 
 def load_dataset(name: str, *, data_dir: str | None = None,
@@ -97,3 +127,38 @@ def load_dataset(name: str, *, data_dir: str | None = None,
     return DATASETS[name](data_dir=data_dir, image_size=image_size)
   return _tfds(name[len(TFDS_PREFIX):], data_dir=data_dir, image_size=image_size)
 
+
+
+def load_dataset_from_config(name: str, dataset_config, *, tokenizer=None) -> Dataset:
+  """Loads the dataset `name` with the options of a config's `dataset` section.
+
+  Images read `data_dir` and `stored_size`; text datasets `vocab_size` and `max_length` (and
+  use `tokenizer` when given: an evaluation dataset read with the training corpus's); graphs
+  `feature_dim` (WordNet's gloss features; their splits are fixed, seed 0, so every run of
+  every method is probed on the same nodes).
+  """
+  check_dataset_name(name)
+  modality = modality_of(name)
+  data_dir = dataset_config.get('data_dir')
+  if modality == 'text':
+    from jssl.data import text  # pylint: disable=g-import-not-at-top
+    if name.startswith(TFDS_TEXT_PREFIX):
+      if tokenizer is None:
+        tokenizer = text.load_text_dataset(
+            'austen_wordnet', vocab_size=dataset_config.vocab_size,
+            max_length=dataset_config.max_length).tokenizer
+      return text.load_tfds_text(name[len(TFDS_TEXT_PREFIX):], tokenizer=tokenizer,
+                                 max_length=dataset_config.max_length, data_dir=data_dir)
+    return text.load_text_dataset(name, vocab_size=dataset_config.vocab_size,
+                                  max_length=dataset_config.max_length, tokenizer=tokenizer,
+                                  data_dir=data_dir)
+  if modality == 'graph':
+    from jssl.data import graph  # pylint: disable=g-import-not-at-top
+    return graph.load_graph_dataset(name, data_dir=data_dir,
+                                    feature_dim=dataset_config.feature_dim)
+  return load_dataset(name, data_dir=data_dir, image_size=dataset_config.get('stored_size'))
+
+
+def device_constants(dataset: Dataset) -> dict:
+  """`dataset.device_constants()`: what every step reads whole ({} for images and text)."""
+  return dataset.device_constants()

@@ -76,7 +76,13 @@ class Dataset:
   validation: Source
   test: Source
   num_classes: int
+  modality: str = 'image'  # 'image', 'text' or 'graph': what a source's batches hold
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return self.train.image_shape
+
+  def device_constants(self) -> dict[str, np.ndarray]:
+    """Arrays every training step reads whole, replicated on every device (a graph's
+    features and edges); {} for datasets whose batches hold everything."""
+    return {}

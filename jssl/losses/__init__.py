@@ -1,5 +1,9 @@
 """Pure loss functions of arrays (see each docstring for shapes and the paper)."""
 
+from jssl.losses.adversarial import (
+    gan_discriminator,
+    gan_generator,
+)
 from jssl.losses.blockwise import (
     info_nce_blockwise,
     nt_xent_blockwise,
@@ -21,6 +25,13 @@ from jssl.losses.contrastive import (
     supcon,
     triplet,
 )
+from jssl.losses.generative import (
+    bernoulli_log_likelihood,
+    gaussian_kl,
+    gaussian_log_density,
+)
+from jssl.losses.graph import dgi
+from jssl.losses.language import mlm_loss
 from jssl.losses.noncontrastive import (
     barlow_twins,
     barlow_twins_terms,
@@ -33,14 +44,21 @@ from jssl.losses.noncontrastive import (
 __all__ = [
     'barlow_twins',
     'barlow_twins_terms',
+    'bernoulli_log_likelihood',
     'batch_info_nce',
     'byol',
+    'dgi',
     'dino',
     'dino_center_update',
+    'gan_discriminator',
+    'gan_generator',
+    'gaussian_kl',
+    'gaussian_log_density',
     'info_nce',
     'info_nce_blockwise',
     'l2_normalize',
     'margin_contrastive',
+    'mlm_loss',
     'nce',
     'negative_cosine',
     'nt_xent',

@@ -33,6 +33,7 @@ from jssl.train.metrics import MetricsWriter
 from jssl.train.metrics import plot_metrics
 from jssl.train.state import TrainState
 from jssl.train.step import init_probe
+from jssl.train.step import check_players
 from jssl.train.step import make_train_step
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,18 @@ def create_state(config, method, optimizer, probe_optimizer, num_classes, image_
                  *, abstract_only: bool = False):
   """Initialises the TrainState, replicated over the mesh, inside one jit.
 
+  `image_shape` is (H, W, C) of the stored images, or None for other modalities (the method's
+  `init` then receives None as its example input and builds its own from the config).
   `abstract_only` returns its `jax.ShapeDtypeStruct`s (with shardings) and compiles nothing.
   """
   replicated = NamedSharding(mesh, P())
 
   def init():
     root = jax.random.key(config.seed)
-    dummy = jnp.zeros((2, config.dataset.image_size, config.dataset.image_size, image_shape[-1]),
-                      jnp.float32)
+    dummy = None
+    if image_shape is not None:
+      dummy = jnp.zeros((2, config.dataset.image_size, config.dataset.image_size,
+                         image_shape[-1]), jnp.float32)
     params, batch_stats, extra = method.init(jax.random.fold_in(root, _INIT_STREAM), dummy)
     probe_params = init_probe(method.features_dim, num_classes)
     return TrainState(
@@ -84,13 +89,38 @@ def create_state(config, method, optimizer, probe_optimizer, num_classes, image_
 
 def load_run_dataset(config: ml_collections.ConfigDict) -> data.Dataset:
   """The config's dataset; a file that is there but unusable is a `data.DatasetError`."""
+  return _load(config.dataset.name, config.dataset)
+
+
+def load_eval_dataset(config: ml_collections.ConfigDict, dataset: data.Dataset) -> data.Dataset:
+  """The dataset the probes run on: `config.eval.dataset`, or the training one when it is ''.
+
+  A text evaluation dataset is read with the training dataset's tokenizer (the vocabulary
+  the encoder was trained with).
+  """
+  name = config.eval.get('dataset') or ''
+  if not name or name == dataset.name:
+    return dataset
+  return _load(name, config.dataset, tokenizer=getattr(dataset, 'tokenizer', None))
+
+
+def _load(name: str, dataset_config: ml_collections.ConfigDict, **options) -> data.Dataset:
   try:
-    return data.load_dataset(config.dataset.name, data_dir=config.dataset.data_dir,
-                             image_size=config.dataset.stored_size)
+    return data.load_dataset_from_config(name, dataset_config, **options)
   except data.MissingDatasetError:
     raise
+  except data.DatasetError:
+    raise
   except ValueError as error:  # the loaders' messages name the file and the fix
-    raise data.DatasetError(f'dataset {config.dataset.name!r}: {error}') from None
+    raise data.DatasetError(f'dataset {name!r}: {error}') from None
+
+
+def batch_spec(source: data.Source) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """{field: (per-example shape, dtype)} of a source's batches, 'index' included."""
+  example = source.get_batch(np.zeros((1,), np.int64))
+  spec = {key: (value.shape[1:], value.dtype) for key, value in example.items()}
+  spec['index'] = ((), np.dtype(np.int32))
+  return spec
 
 
 def _fitting_batch(num_examples: int, device_count: int) -> int:
@@ -121,27 +151,44 @@ class Run:
              f'{config.dataset.name!r} ({num_train} examples): every step takes one full '
              f'batch. Use --config.batch_size={_fitting_batch(num_train, device_count)} or less.')
     self.mesh = make_mesh(devices)
+    replicated = NamedSharding(self.mesh, P())
+    self.eval_dataset = load_eval_dataset(config, self.dataset)
+    self.modality = self.dataset.modality
+    self.image_shape = self.dataset.image_shape if self.modality == 'image' else None
+    # Arrays every step reads whole (a graph's features and edges), replicated; {} for images.
+    self.constants = jax.device_put(data.device_constants(self.dataset), replicated)
     self.iterator = data.BatchIterator(
         self.dataset.train, global_batch_size=config.batch_size, seed=config.seed,
         process_index=jax.process_index(), process_count=jax.process_count())
     self.num_steps = total_steps(config, self.iterator.steps_per_epoch)
     self.method = methods.METHODS[config.method](config, methods.TrainInfo(
-        num_examples=len(self.dataset.train), num_classes=self.dataset.num_classes,
-        image_channels=self.dataset.image_shape[-1], num_steps=self.num_steps))
+        num_examples=len(self.dataset.train), num_classes=self.eval_dataset.num_classes,
+        image_channels=self.image_shape[-1] if self.image_shape else 0,
+        num_steps=self.num_steps, dataset=self.dataset))
     self.optimizer, self.schedule = optim.create_optimizer(config, self.num_steps)
+    self.player_optimizers = None
+    if self.method.players is not None:
+      self.player_optimizers = optim.create_player_optimizers(config, self.method.players,
+                                                              self.num_steps)
+      self.optimizer = optim.players_optimizer(self.method.players, self.player_optimizers)
     self.probe_optimizer = optax.adam(config.online_probe.learning_rate)
     self.state = create_state(config, self.method, self.optimizer, self.probe_optimizer,
-                              self.dataset.num_classes, self.dataset.image_shape, self.mesh,
+                              self.eval_dataset.num_classes, self.image_shape, self.mesh,
                               abstract_only=abstract)
+    if self.method.players is not None:
+      check_players(self.method, self.state.params)
     self.state_sharding = jax.tree_util.tree_map(lambda x: x.sharding, self.state)
     self.batch_sharding = NamedSharding(self.mesh, P('data'))
     self.train_step = jax.jit(
-        make_train_step(self.method, self.optimizer, self.probe_optimizer, self.schedule),
-        in_shardings=(self.state_sharding, self.batch_sharding),
-        out_shardings=(self.state_sharding, NamedSharding(self.mesh, P())),
+        make_train_step(self.method, self.optimizer, self.probe_optimizer, self.schedule,
+                        player_optimizers=self.player_optimizers),
+        in_shardings=(self.state_sharding, self.batch_sharding, replicated),
+        out_shardings=(self.state_sharding, replicated),
         donate_argnums=0)
-    self.feature_fn = evaluation.make_feature_fn(self.method.encode, self.mesh,
-                                                 config.dataset.image_size)
+    self.feature_fn = None
+    if self.method.probe:
+      self.feature_fn = evaluation.make_feature_fn(
+          evaluation.represent_fn(self.method, config.dataset.image_size), self.mesh)
     self.epoch_start = None
     if self.method.epoch_start is not None:
       shardings = (self.state_sharding.params, self.state_sharding.opt_state,
@@ -149,8 +196,8 @@ class Run:
       self.epoch_start = jax.jit(self.method.epoch_start, out_shardings=shardings)
 
   def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    return {key: jax.make_array_from_process_local_data(self.batch_sharding, batch[key])
-            for key in ('image', 'label', 'index')}
+    return {key: jax.make_array_from_process_local_data(self.batch_sharding, value)
+            for key, value in batch.items()}
 
   def start_epoch(self, epoch: int) -> None:
     """Runs the method's `epoch_start` hook (if any) on the current state.
@@ -165,7 +212,7 @@ class Run:
     if self.method.epoch_features is None or self.method.epoch_features(epoch):
       features, _, _ = evaluation.extract(self.feature_fn, self.state, self.dataset.train,
                                           batch_size=self.config.eval.batch_size,
-                                          mesh=self.mesh)
+                                          mesh=self.mesh, constants=self.constants)
       features = jax.device_put(features, NamedSharding(self.mesh, P()))
     root = jax.random.wrap_key_data(self.state.rng)
     rng = jax.random.fold_in(jax.random.fold_in(root, _EPOCH_STREAM), epoch)
@@ -184,7 +231,7 @@ class Run:
       step = int(self.state.step) if step is None else step
       if step % self.iterator.steps_per_epoch == 0:
         self.start_epoch(step // self.iterator.steps_per_epoch)
-    self.state, metrics = self.train_step(self.state, self.device_batch(batch))
+    self.state, metrics = self.train_step(self.state, self.device_batch(batch), self.constants)
     return metrics
 
   def trace(self) -> dict[str, Any]:
@@ -194,16 +241,19 @@ class Run:
     Catches every shape, dtype and tracing error of the config's programs for the cost of
     tracing them (a step's compilation on CPU costs 10-100 times more).
     """
-    batch_size = self.config.batch_size // jax.process_count()
-    batch = {'image': jax.ShapeDtypeStruct((batch_size, *self.dataset.image_shape), jnp.uint8,
-                                           sharding=self.batch_sharding),
-             'label': jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=self.batch_sharding),
-             'index': jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=self.batch_sharding)}
-    state, metrics = jax.eval_shape(self.train_step, self.state, batch)
-    eval_images = jax.ShapeDtypeStruct((self.config.eval.batch_size, *self.dataset.image_shape),
-                                       jnp.uint8, sharding=self.batch_sharding)
-    features = jax.eval_shape(self.feature_fn, self.state.params, self.state.batch_stats,
-                              self.state.probe_params, eval_images)
+    def abstract_batch(source, batch_size):
+      return {key: jax.ShapeDtypeStruct((batch_size, *shape), dtype, sharding=self.batch_sharding)
+              for key, (shape, dtype) in batch_spec(source).items()}
+
+    batch = abstract_batch(self.dataset.train, self.config.batch_size // jax.process_count())
+    state, metrics = jax.eval_shape(self.train_step, self.state, batch, self.constants)
+    features = None
+    if self.feature_fn is not None:
+      eval_batch = abstract_batch(self.eval_dataset.test, self.config.eval.batch_size)
+      eval_batch.pop('index')
+      eval_batch.pop('label', None)
+      features = jax.eval_shape(self.feature_fn, self.state.params, self.state.batch_stats,
+                                self.state.probe_params, eval_batch, self.constants)
     hook = None
     if self.epoch_start is not None:
       train_features = jax.ShapeDtypeStruct((len(self.dataset.train), self.method.features_dim),
@@ -215,8 +265,8 @@ class Run:
     return {'state': state, 'metrics': metrics, 'features': features, 'epoch_start': hook}
 
   def evaluate(self) -> dict[str, float]:
-    return evaluation.evaluate(self.feature_fn, self.state, self.dataset, self.config.eval,
-                               self.mesh)
+    """The probes (when the method has a representation) and the method's own evaluation."""
+    return evaluation.evaluate_run(self)
 
 
 def _check_finite(state: TrainState, checkpointer: Checkpointer) -> None:

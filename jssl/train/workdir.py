@@ -18,6 +18,7 @@ import jax
 import ml_collections
 
 from jssl.config import ConfigError
+from jssl.config import base_config
 
 RECORD_NAME = 'run_config.json'
 
@@ -105,10 +106,14 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
   if record is None:
     return None
   old, new = record['config'], flat_config(config)
+  defaults = flat_config(base_config())
   lines = []
   for field in sorted(set(old) | set(new)):
     before, after = old.get(field, _ABSENT), new.get(field, _ABSENT)
-    if before != after and not _resumable(field):
+    # A field jssl added after the record was written, at the default that keeps the old
+    # behaviour, is not a change of this run.
+    added_later = before is _ABSENT and field in defaults and after == defaults[field]
+    if before != after and not _resumable(field) and not added_later:
       lines.append(f'  {field}: {_show(before)} -> {_show(after)}')
   if lines:
     _refuse(workdir, 'config', lines)

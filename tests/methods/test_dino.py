@@ -126,8 +126,8 @@ def test_loss_teacher_centre_and_gradients():
       0.9 * extra['center'] + 0.1 * np.mean(np.asarray(teacher_logits), axis=(0, 1)),
       rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out.features, h, rtol=1e-6)
-  np.testing.assert_allclose(out.embeddings[0], bottleneck[0], rtol=1e-6)
-  np.testing.assert_allclose(out.embeddings[1], bottleneck[1], rtol=1e-6)
+  np.testing.assert_allclose(out.embeddings[0], bottleneck[0], rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(out.embeddings[1], bottleneck[1], rtol=1e-6, atol=1e-6)
   assert set(out.extra) == {'teacher', 'center'}
 
   # The teacher sees only the global views: other local crops change the loss, not the centre.
