@@ -76,6 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.base_learning_rate = 0.3  # peak rate = base * batch_size / 256
   c.optimizer.weight_decay = 1e-6
   c.optimizer.momentum = 0.9
+  c.optimizer.adam_b1 = 0.9  # adamw's first-moment decay (DCGAN's players use 0.5)
   c.optimizer.trust_coefficient = 0.001
   c.optimizer.warmup_steps = 0
   c.optimizer.grad_clip_norm = 0.0  # 0 disables

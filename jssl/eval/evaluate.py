@@ -137,3 +137,17 @@ def evaluate_run(run: Any) -> dict[str, float]:
                           workdir=run.workdir, step=int(run.state.step), features=splits)
     results.update({key: float(value) for key, value in run.method.evaluate(context).items()})
   return results
+
+
+def global_array(host: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
+  """A [B, ...] host array that every process holds whole, as a global array sharded over
+  the mesh's 'data' axis (each process contributes its own contiguous rows)."""
+  sharding = NamedSharding(mesh, P('data'))
+  local = host.shape[0] // jax.process_count()
+  start = jax.process_index() * local
+  return jax.make_array_from_process_local_data(sharding, host[start:start + local])
+
+
+def replicated_jit(fn: Callable, mesh: jax.sharding.Mesh, **kwargs) -> Callable:
+  """`jax.jit(fn)` whose outputs are replicated, so every process can read them whole."""
+  return jax.jit(fn, out_shardings=NamedSharding(mesh, P()), **kwargs)

@@ -5,6 +5,7 @@ from jssl.methods import byol
 from jssl.methods import cmc
 from jssl.methods import deepcluster
 from jssl.methods import dino
+from jssl.methods import gan
 from jssl.methods import instdisc
 from jssl.methods import local_aggregation
 from jssl.methods import meanshift
@@ -17,6 +18,7 @@ from jssl.methods import simsiam
 from jssl.methods import supcon
 from jssl.methods import swav
 from jssl.methods import triplet
+from jssl.methods import vae
 from jssl.methods import vicreg
 from jssl.methods.base import Batch
 from jssl.methods.base import LossOutput
@@ -29,6 +31,7 @@ METHODS = {
     'cmc': cmc.create,
     'deepcluster': deepcluster.create,
     'dino': dino.create,
+    'gan': gan.create,
     'instdisc': instdisc.create,
     'local_aggregation': local_aggregation.create,
     'meanshift': meanshift.create,
@@ -41,6 +44,7 @@ METHODS = {
     'supcon': supcon.create,
     'swav': swav.create,
     'triplet': triplet.create,
+    'vae': vae.create,
     'vicreg': vicreg.create,
 }
 

@@ -16,9 +16,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jssl.models.generative import ConvDiscriminator, ConvEncoder, ConvGenerator
+from jssl.models.gnn import GCN, GCNLayer, gcn_norm
 from jssl.models.heads import MLPHead
 from jssl.models.resnet import STEMS, BasicBlock, Bottleneck, ResNet, ResNet18, ResNet34, ResNet50
 from jssl.models.small_cnn import DEFAULT_WIDTHS, SmallCNN
+from jssl.models.transformer import CausalDecoder, TransformerBlock, TransformerEncoder
 
 ENCODERS = {
     'small_cnn': SmallCNN,
@@ -132,13 +135,22 @@ __all__ = [
     'ENCODERS',
     'BasicBlock',
     'Bottleneck',
+    'CausalDecoder',
+    'ConvDiscriminator',
+    'ConvEncoder',
+    'ConvGenerator',
+    'GCN',
+    'GCNLayer',
     'MLPHead',
     'ResNet',
     'ResNet18',
     'ResNet34',
     'ResNet50',
     'SmallCNN',
+    'TransformerBlock',
+    'TransformerEncoder',
     'create_encoder',
     'encoder_features_dim',
+    'gcn_norm',
     'weight_decay_mask',
 ]

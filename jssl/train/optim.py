@@ -53,7 +53,8 @@ def create_optimizer(config: ml_collections.ConfigDict, total_steps: int,
         optax.add_decayed_weights(opt.weight_decay, mask=weight_decay_mask),
         optax.sgd(schedule, momentum=opt.momentum, nesterov=False))
   elif opt.name == 'adamw':
-    tx = optax.adamw(schedule, weight_decay=opt.weight_decay, mask=weight_decay_mask)
+    tx = optax.adamw(schedule, b1=opt.get('adam_b1', 0.9), weight_decay=opt.weight_decay,
+                     mask=weight_decay_mask)
   else:
     raise ValueError(f'unknown optimizer {opt.name!r}; choose one of {OPTIMIZERS}')
   if opt.get('grad_clip_norm'):

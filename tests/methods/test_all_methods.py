@@ -25,9 +25,19 @@ STEPS_BEFORE, STEPS_AFTER = 2, 2
 _SIZE_FIELDS = ('queue_size', 'support_size', 'bank_size')
 
 
+# Methods whose default config is not the one to shrink, and what shrinks the other families
+# (whose networks are not the image encoder + projector): the variant, then field overrides.
+TINY_VARIANTS = {'gan': 'digits'}
+TINY_OVERRIDES = {
+    'vae': {'vae.encoder_width': 4, 'vae.decoder_width': 4, 'vae.latent_dim': 4},
+    'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,
+            'gan.discriminator_steps': 2},
+}
+
+
 def tiny_config(name):
   """The method's digits config, shrunk so that a step compiles and runs in seconds."""
-  config = tiny.tiny_config(name, image_size=8)
+  config = tiny.tiny_config(name, image_size=8, variant=TINY_VARIANTS.get(name))
   config.batch_size = 16
   config.num_steps = STEPS_BEFORE + STEPS_AFTER
   config.optimizer.warmup_steps = 1
@@ -39,6 +49,9 @@ def tiny_config(name):
       section[key] = 64
     elif key == 'num_negatives':
       section[key] = 24
+  for field, value in TINY_OVERRIDES.get(name, {}).items():
+    parent, _, key = field.rpartition('.')
+    config[parent][key] = value
   return config
 
 

@@ -17,10 +17,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BATCH = 8
 
 
-def tiny_config(name, *, projection_dim=8, image_size=None, **section):
-  """`experiments/configs/<name>.py` (digits) with a 4/8-channel CNN, a 16-wide projector
-  hidden layer, `projection_dim` outputs, batch BATCH and `config.<name>` fields overridden."""
-  config = load_config(os.path.join(REPO, 'experiments', 'configs', f'{name}.py'))
+def tiny_config(name, *, projection_dim=8, image_size=None, variant=None, **section):
+  """`experiments/configs/<name>.py[:variant]` (default digits) with a 4/8-channel CNN, a
+  16-wide projector hidden layer, `projection_dim` outputs, batch BATCH and `config.<name>`
+  fields overridden."""
+  spec = os.path.join(REPO, 'experiments', 'configs', f'{name}.py')
+  config = load_config(spec + (f':{variant}' if variant else ''))
   config.model.widths = (4, 8)
   config.model.projection_hidden_dim = 16
   config.model.projection_dim = projection_dim

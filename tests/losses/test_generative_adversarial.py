@@ -1,0 +1,76 @@
+"""gaussian_kl, the Bernoulli likelihood and the GAN players' losses against naive references,
+their gradients, and 8 simulated devices against one."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
+from jax.test_util import check_grads
+
+from jssl import losses
+import sharding_check
+
+RNG = np.random.default_rng(0)
+
+
+def test_gaussian_kl_matches_the_closed_form_and_monte_carlo():
+  mean = RNG.normal(size=(16, 5)).astype(np.float32)
+  log_var = RNG.normal(scale=0.5, size=(16, 5)).astype(np.float32)
+  got = np.asarray(losses.gaussian_kl(mean, log_var))
+  want = np.zeros(16)
+  for b in range(16):
+    for z in range(5):
+      var = np.exp(float(log_var[b, z]))
+      want[b] += 0.5 * (mean[b, z] ** 2 + var - 1.0 - np.log(var))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # A Monte-Carlo estimate of E_q[log q - log p] agrees (independent check of the formula).
+  eps = RNG.normal(size=(200000, 5))
+  z = mean[0] + np.exp(0.5 * log_var[0]) * eps
+  log_q = -0.5 * np.sum(np.log(2 * np.pi) + log_var[0] + eps ** 2, axis=1)
+  log_p = -0.5 * np.sum(np.log(2 * np.pi) + z ** 2, axis=1)
+  np.testing.assert_allclose(np.mean(log_q - log_p), got[0], rtol=2e-2, atol=1e-2)
+  assert got.shape == (16,) and np.all(got >= 0)
+  np.testing.assert_allclose(losses.gaussian_kl(np.zeros((2, 3)), np.zeros((2, 3))), 0.0)
+  check_grads(lambda m, v: jnp.sum(losses.gaussian_kl(m, v)), (mean[:3], log_var[:3]), order=1,
+              modes=['rev'], atol=1e-2, rtol=1e-2)
+
+
+def test_bernoulli_log_likelihood_and_gaussian_density():
+  logits = RNG.normal(size=(4, 3, 3, 1)).astype(np.float32)
+  targets = (RNG.random(size=(4, 3, 3, 1)) < 0.5).astype(np.float32)
+  p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+  want = np.sum(np.where(targets == 1, np.log(p), np.log(1 - p)).reshape(4, -1), axis=1)
+  np.testing.assert_allclose(losses.bernoulli_log_likelihood(logits, targets), want, rtol=1e-5)
+  z, mean, log_var = (RNG.normal(size=(6, 4)).astype(np.float32) for _ in range(3))
+  var = np.exp(log_var.astype(np.float64))
+  want = np.sum(-0.5 * np.log(2 * np.pi * var) - (z - mean) ** 2 / (2 * var), axis=-1)
+  np.testing.assert_allclose(losses.gaussian_log_density(z, mean, log_var), want, rtol=1e-5)
+
+
+def test_gan_losses_match_their_definitions():
+  real = RNG.normal(size=(32,)).astype(np.float32)
+  fake = RNG.normal(size=(24,)).astype(np.float32)
+  sigmoid = lambda x: 1 / (1 + np.exp(-x.astype(np.float64)))
+  want_d = -np.mean(np.log(sigmoid(real))) - np.mean(np.log(1 - sigmoid(fake)))
+  np.testing.assert_allclose(losses.gan_discriminator(real, fake), want_d, rtol=1e-5)
+  want_g = -np.mean(np.log(sigmoid(fake)))  # non-saturating: -E log D(G(z))
+  np.testing.assert_allclose(losses.gan_generator(fake), want_g, rtol=1e-5)
+  # Non-saturating: the gradient stays large where the discriminator rejects fakes (l << 0),
+  # where the minimax form log(1 - D) would vanish.
+  grad = jax.grad(losses.gan_generator)(jnp.full((4,), -10.0))
+  np.testing.assert_allclose(grad, -0.25, rtol=1e-3)
+  check_grads(losses.gan_discriminator, (real[:5], fake[:5]), order=1, modes=['rev'])
+  check_grads(losses.gan_generator, (fake[:5],), order=1, modes=['rev'])
+
+
+def test_eight_devices_equal_one():
+  mean = RNG.normal(size=(16, 4)).astype(np.float32)
+  log_var = RNG.normal(size=(16, 4)).astype(np.float32)
+  sharding_check.assert_sharded_equals_single(
+      lambda m, v: jnp.mean(losses.gaussian_kl(m, v)), (mean, log_var),
+      [(P('data'), P('data'))])
+  real = RNG.normal(size=(16,)).astype(np.float32)
+  fake = RNG.normal(size=(16,)).astype(np.float32)
+  sharding_check.assert_sharded_equals_single(losses.gan_discriminator, (real, fake),
+                                              [(P('data'), P('data')), (P('data'), P())])
+  sharding_check.assert_sharded_equals_single(losses.gan_generator, (fake,), [(P('data'),)])
