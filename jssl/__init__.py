@@ -11,3 +11,12 @@ import os
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 __version__ = '0.1.0'
+
+
+def load_encoder(workdir: str):
+  """The trained encoder of the run in `workdir`: `encoder(inputs) -> [N, F]` features.
+
+  See `jssl.encoder.load_encoder` (imported lazily, so `import jssl` stays light).
+  """
+  from jssl.encoder import load_encoder as load  # pylint: disable=g-import-not-at-top
+  return load(workdir)

@@ -49,6 +49,7 @@ _FIRST = (
     '[instdisc.py:digits_nce]',
     'tests/test_main.py::test_sigkill_then_resume_reproduces_the_uninterrupted_run',
     'tests/test_main.py::test_sigkill_resume_restores_queues_banks_and_targets[dino.py]',
+    'tests/test_main.py::test_sigkill_resume_restores_queues_banks_and_targets[gan.py:digits]',
     'tests/test_main.py::test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint',
     'tests/test_main.py::test_eight_devices_give_the_same_losses_as_one',
     'tests/test_cli_errors.py::test_bad_command_lines_end_in_one_clean_message',

@@ -129,17 +129,24 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp
   assert metrics(workdir) == metrics(reference)  # losses and final metrics, bit for bit
 
 
-@pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce', 'dino.py'])
+_GAN = ('--config.gan.generator_width=8', '--config.gan.discriminator_width=8',
+        '--config.gan.eval_samples=64', '--config.gan.classifier_steps=10',
+        '--config.gan.discriminator_steps=2')
+
+
+@pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce', 'dino.py',
+                                  'gan.py:digits'])
 def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
-  """MoCo (key encoder, queue and its pointer), InstDisc (memory bank, NCE's constant Z) and
-  DINO (EMA teacher, EMA centre, multi-crop views)."""
+  """MoCo (key encoder, queue and its pointer), InstDisc (memory bank, NCE's constant Z),
+  DINO (EMA teacher, EMA centre, multi-crop views) and the GAN (two players, two optimizer
+  states, two discriminator updates per step)."""
   config = os.path.join(REPO, 'experiments', 'configs', spec)
-  no_start_eval = '--config.eval.at_start=false'
+  flags = ('--config.eval.at_start=false', *(_GAN if spec.startswith('gan') else ()))
   reference = str(tmp_path / 'reference')
-  run_main(reference, no_start_eval, config=config)
+  run_main(reference, *flags, config=config)
   workdir = str(tmp_path / 'killed')
-  _run_and_sigkill_after_first_checkpoint(workdir, no_start_eval, config=config)
-  run_main(workdir, no_start_eval, config=config)
+  _run_and_sigkill_after_first_checkpoint(workdir, *flags, config=config)
+  run_main(workdir, *flags, config=config)
   assert metrics(workdir) == metrics(reference)
 
 
@@ -264,3 +271,28 @@ def test_two_processes_equal_eight_devices_and_resume_exactly_after_sigkill(two_
   _sigkill_after_first_checkpoint(_two_processes(killed), killed)
   _finish(_two_processes(killed))
   assert metrics(killed) == metrics(workdir)
+
+
+def test_load_encoder_gives_the_features_the_run_was_scored_with(uninterrupted):
+  """`jssl.load_encoder(workdir)` on the CLI run: its features' kNN accuracy is the run's."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import jssl  # pylint: disable=g-import-not-at-top
+  from jssl.data import load_dataset  # pylint: disable=g-import-not-at-top
+  from jssl.eval.knn import knn_top1  # pylint: disable=g-import-not-at-top
+  workdir, _ = uninterrupted
+  encoder = jssl.load_encoder(workdir)
+  assert encoder.step == 12 and encoder.config.method == 'simclr'
+  digits = load_dataset('digits')
+  train = digits.train.get_batch(np.arange(len(digits.train)))
+  test = digits.test.get_batch(np.arange(len(digits.test)))
+  train_features, test_features = encoder(train['image']), encoder(test['image'])
+  assert test_features.shape == (len(digits.test), encoder.features_dim)
+  np.testing.assert_array_equal(encoder(test['image'][:5]), test_features[:5])
+  final = metrics(workdir)[-1]
+  accuracy = knn_top1(train_features, train['label'], test_features, test['label'],
+                      num_classes=10, k=encoder.config.eval.knn_k,
+                      temperature=encoder.config.eval.knn_temperature)
+  # The run scored on 1 device, this loads on 8: float rounding may move a neighbour.
+  assert abs(accuracy - final['knn_top1']) <= 2 / len(digits.test), (accuracy, final)
+  with pytest.raises(FileNotFoundError, match='no trained run'):
+    jssl.load_encoder(os.path.join(workdir, 'checkpoints'))

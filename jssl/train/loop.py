@@ -26,6 +26,7 @@ from jssl import methods
 from jssl.config import _require  # pylint: disable=protected-access
 from jssl.config import validate_config
 from jssl.eval import evaluate as evaluation
+from jssl.eval import finetune
 from jssl.train import optim
 from jssl.train import workdir as workdir_lib
 from jssl.train.checkpoint import Checkpointer
@@ -177,6 +178,7 @@ class Run:
                               abstract_only=abstract)
     if self.method.players is not None:
       check_players(self.method, self.state.params)
+    finetune.check_protocols(config, self.method, device_count)
     self.state_sharding = jax.tree_util.tree_map(lambda x: x.sharding, self.state)
     self.batch_sharding = NamedSharding(self.mesh, P('data'))
     self.train_step = jax.jit(
