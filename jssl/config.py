@@ -190,6 +190,11 @@ def apply_small_multicrop(config: ml_collections.ConfigDict, dataset: str) -> No
     config.augment.local_crop_size = 8
 
 
+_EXAMPLE_DATASETS = {'image': 'digits, fashion_mnist, cifar10',
+                     'text': 'austen_wordnet, wordnet_glosses, fortunes',
+                     'graph': 'wordnet_nouns, polblogs, football'}
+
+
 def _require(condition: bool, message: str) -> None:
   if not condition:
     raise ConfigError(message)
@@ -234,6 +239,20 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
   except ValueError as error:
     raise ConfigError(f'config.dataset.name={config.dataset.name!r} is not a known dataset: '
                       f'{error}') from None
+  wanted = methods.modality(config.method)
+  for field in ('dataset.name', 'eval.dataset'):
+    name = config.dataset.name if field == 'dataset.name' else config.eval.get('dataset')
+    if not name:
+      continue
+    if field == 'eval.dataset':
+      try:
+        data.check_dataset_name(name)
+      except ValueError as error:
+        raise ConfigError(f'config.eval.dataset={name!r} is not a known dataset: {error}') from None
+    _require(data.modality_of(name) == wanted,
+             f'config.{field}={name!r} is a {data.modality_of(name)} dataset, but '
+             f'{config.method} trains on {wanted} data; choose a {wanted} dataset '
+             f'(e.g. {_EXAMPLE_DATASETS[wanted]}) or a {data.modality_of(name)} method.')
   _require(config.dataset.image_size >= 4,
            f'config.dataset.image_size={config.dataset.image_size} is too small; use >= 4.')
   _require(config.model.encoder in models.ENCODERS,

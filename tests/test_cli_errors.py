@@ -16,6 +16,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIMCLR = os.path.join(REPO, 'experiments', 'configs', 'simclr.py')
+GAN = os.path.join(REPO, 'experiments', 'configs', 'gan.py') + ':digits'
+VAE = os.path.join(REPO, 'experiments', 'configs', 'vae.py')
 
 
 def _write_idx(path, array, *, truncate_to=None):
@@ -114,6 +116,19 @@ def _cases(root):
       ('dataset-truncated', [*simclr, '--config.dataset.name=fashion_mnist',
                              f'--config.dataset.data_dir={root}/fashion'], 1,
        'train-images-idx3-ubyte.gz is not a valid IDX file'),
+      ('gan-no-critic-steps', [f'--config={GAN}', work, '--config.gan.discriminator_steps=0'], 1,
+       'config.gan.discriminator_steps=0: the discriminator must take at least 1 update'),
+      ('gan-player-optimizer-unknown', [f'--config={GAN}', work,
+                                        '--config.gan.generator_optimizer.name=adam'], 1,
+       "config.gan.generator_optimizer.name='adam' is unknown"),
+      ('vae-views-not-the-stored-size', [f'--config={VAE}', work, '--config.dataset.image_size=16'],
+       1, 'set --config.dataset.image_size=8'),
+      ('finetune-unknown-protocol', [*simclr, "--config.eval.finetune=('semi_5pct',)"], 1,
+       "unknown ['semi_5pct']"),
+      ('text-dataset-for-an-image-method', [*simclr, '--config.dataset.name=fortunes'], 1,
+       "config.dataset.name='fortunes' is a text dataset, but simclr trains on image data"),
+      ('graph-probe-for-an-image-method', [*simclr, '--config.eval.dataset=polblogs'], 1,
+       "config.eval.dataset='polblogs' is a graph dataset"),
   ]
 
 

@@ -1,9 +1,11 @@
 """Self-supervised methods: each a module with `create(config) -> Method`."""
 
 from jssl.methods import barlow_twins
+from jssl.methods import bert
 from jssl.methods import byol
 from jssl.methods import cmc
 from jssl.methods import deepcluster
+from jssl.methods import dgi
 from jssl.methods import dino
 from jssl.methods import gan
 from jssl.methods import instdisc
@@ -27,9 +29,11 @@ from jssl.methods.base import TrainInfo
 
 METHODS = {
     'barlow_twins': barlow_twins.create,
+    'bert': bert.create,
     'byol': byol.create,
     'cmc': cmc.create,
     'deepcluster': deepcluster.create,
+    'dgi': dgi.create,
     'dino': dino.create,
     'gan': gan.create,
     'instdisc': instdisc.create,
@@ -48,4 +52,16 @@ METHODS = {
     'vicreg': vicreg.create,
 }
 
-__all__ = ['METHODS', 'Batch', 'LossOutput', 'Method', 'TrainInfo']
+# The modality of the data each method trains on; every method not listed trains on images.
+MODALITIES = {
+    'bert': 'text',
+    'dgi': 'graph',
+}
+
+
+def modality(name: str) -> str:
+  """'image', 'text' or 'graph': the data the method `name` trains on."""
+  return MODALITIES.get(name, 'image')
+
+
+__all__ = ['METHODS', 'MODALITIES', 'modality', 'Batch', 'LossOutput', 'Method', 'TrainInfo']
