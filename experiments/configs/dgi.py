@@ -1,0 +1,76 @@
+"""Deep Graph Infomax (Velickovic et al., ICLR 2019): a GCN trained to tell its graph's nodes
+from those of a row-shuffled corruption, against a sigmoid-mean summary (jssl/methods/dgi.py).
+
+Default (WordNet's noun graph, 82,115 synsets; Debian wordnet-base):
+  python -m jssl.main --config=experiments/configs/dgi.py --workdir=runs/dgi_wordnet_nouns
+
+Variants (`dgi.py:<variant>`):
+  wordnet_nouns  WordNet 3.0 noun synsets, gloss TF-IDF/SVD features, 26 categories (default)
+  polblogs       political blogs (graph-tool collection), identity features, 2 leanings
+  football       college football 2000 (graph-tool collection), identity features, 12 conferences
+  toy            a 64-node stochastic block model: the tests' fixture
+
+One step = one pass over the whole graph (the paper's epoch): the batch holds every node
+(rounded down to a multiple of 8 devices) and the loss is over all of them. The paper stops
+early on the training loss (patience 20); here `num_steps` is fixed, with Adam at 1e-3
+(decayed by the loop's cosine schedule). Any field can be overridden, e.g.
+  --config.dgi.hidden_dims='(256,)' --config.num_steps=500
+"""
+
+import ml_collections
+
+from jssl import config as jssl_config
+
+VARIANTS = ('wordnet_nouns', 'polblogs', 'football', 'toy')
+_DEVICE_MULTIPLE = 8  # batches fit 1, 2, 4 or 8 devices
+# Nodes of each graph (the batch is all of them, rounded down to _DEVICE_MULTIPLE).
+_NUM_NODES = {'wordnet_nouns': 82115, 'polblogs': 1490, 'football': 115, 'toy': 64}
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+  variant = variant or 'wordnet_nouns'
+  if variant not in VARIANTS:
+    raise ValueError(f'unknown variant {variant!r} of dgi.py; choose one of: '
+                     f'{", ".join(VARIANTS)}')
+  config = jssl_config.base_config()
+  config.method = 'dgi'
+  config.dgi = ml_collections.ConfigDict({
+      'hidden_dims': (512,),  # GCN layer widths; the last is the representation (paper: 512)
+      'activation': 'prelu',  # after every layer ('prelu' as the paper, or 'relu')
+  })
+  config.dataset.name = variant
+  config.augment.preset = 'small'  # unused (no image views); kept valid
+  config.optimizer.name = 'adamw'
+  config.optimizer.weight_decay = 0.0  # the paper's Cora setting: plain Adam
+  config.optimizer.warmup_steps = 0
+  config.batch_size = _NUM_NODES[variant] // _DEVICE_MULTIPLE * _DEVICE_MULTIPLE
+  learning_rate = 1e-3
+  config.eval.at_start = True  # the step-0 record is the random-init GCN baseline
+  config.eval.batch_size = 1024
+  config.log_every = 10
+  config.checkpoint_every = 100
+  if variant == 'wordnet_nouns':
+    config.dataset.feature_dim = 256
+    config.dgi.hidden_dims = (256,)
+    config.num_steps = 300
+    config.eval.knn_k = 20
+    config.log_every = 5
+    config.checkpoint_every = 50
+  elif variant == 'polblogs':
+    config.num_steps = 300
+    config.eval.knn_k = 20
+  elif variant == 'football':
+    config.num_steps = 300
+    config.eval.knn_k = 1  # one training node per conference
+  elif variant == 'toy':
+    config.dataset.feature_dim = 8
+    config.dgi.hidden_dims = (16,)
+    config.num_steps = 20
+    config.eval.batch_size = 64
+    config.eval.knn_k = 5
+    config.eval.linear_steps = 50
+    config.log_every = 1
+    config.checkpoint_every = 10
+  # The loop scales the rate by batch / 256; the paper's rate is for the whole graph.
+  config.optimizer.base_learning_rate = learning_rate * 256 / config.batch_size
+  return config
