@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 from jssl.config import load_config
+from jssl.data import modality_of
 from jssl.config import validate_config
 import jax
 
@@ -118,8 +119,8 @@ def _config(path, variant, tfds_dir, fashion_dir):
   config = load_config(f'{path}:{variant}' if variant else path)
   if config.dataset.name == 'fashion_mnist':
     config.dataset.data_dir = fashion_dir
-  elif config.dataset.name != 'digits':
-    config.dataset.data_dir = tfds_dir
+  elif config.dataset.name != 'digits' and modality_of(config.dataset.name) == 'image':
+    config.dataset.data_dir = tfds_dir  # text and graph datasets read the installed Debian data
   return config
 
 
@@ -146,7 +147,7 @@ def test_builds_validates_and_traces(path, variant, tfds_dir, fashion_dir, tmp_p
   assert traced['metrics']['loss'].shape == () and traced['metrics']['loss'].dtype == np.float32
   features, logits = traced['features']
   assert features.shape == (config.eval.batch_size, run.method.features_dim)
-  assert logits.shape == (config.eval.batch_size, run.dataset.num_classes)
+  assert logits.shape == (config.eval.batch_size, run.eval_dataset.num_classes)
   if run.epoch_start is not None:
     assert _same_shapes(traced['epoch_start'],
                         (run.state.params, run.state.opt_state, run.state.extra))

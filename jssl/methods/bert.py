@@ -100,6 +100,10 @@ def _check(config: ml_collections.ConfigDict, info: TrainInfo):
       raise ConfigError(f'bert: config.model.{field}={m.get(field)!r} must be a positive integer '
                         '(start from experiments/configs/bert.py, which sets the Transformer '
                         'fields).')
+  missing = [field for field in ('dropout_rate', 'pre_ln', 'dtype') if field not in m]
+  if missing:
+    raise ConfigError(f'bert: config.model lacks {missing}; start from '
+                      'experiments/configs/bert.py, which sets the Transformer fields.')
   if m.hidden_dim % m.num_heads:
     raise ConfigError(f'bert: config.model.hidden_dim={m.hidden_dim} must be divisible by '
                       f'config.model.num_heads={m.num_heads}.')

@@ -49,7 +49,7 @@ def tiny_config(variant=None):
   config.bert.eval_examples = 200
   config.batch_size = 32
   config.num_steps = 20
-  config.optimizer.base_learning_rate = 0.05  # a peak of 6e-3 at batch 32
+  config.optimizer.base_learning_rate = 0.1  # a peak of 1.25e-2 at batch 32
   config.optimizer.warmup_steps = 1
   config.eval.batch_size = 64
   config.eval.dataset = 'fortunes'
@@ -125,8 +125,9 @@ def test_next_sentence_pairs(run, prepare):
     def partner_b(p):
       return _content(batch['next_tokens'][p] if has_next[p] else batch['tokens'][p])
 
-    fits = [s for s in range(1, 256)
-            if all(segment_b[i] == partner_b((i + s) % 256) for i in not_next)]
+    first = not_next[0]
+    fits = [s for s in range(1, 256) if segment_b[first] == partner_b((first + s) % 256)]
+    fits = [s for s in fits if all(segment_b[i] == partner_b((i + s) % 256) for i in not_next)]
     assert len(fits) == 1, fits
     shifts.add(fits[0])
     assert all(segment_b[i] != _content(batch['next_tokens'][i]) for i in not_next
@@ -140,7 +141,7 @@ def test_masking_statistics_through_prepare(run, prepare):
   batch = _host_batch(run, size=2048, seed=1)
   special = np.asarray(run.dataset.tokenizer.special_ids)
   counts = np.zeros(4)
-  for seed in range(8):
+  for seed in range(6):
     inputs = jax.device_get(prepare(jax.random.key(100 + seed), batch, {}))
     packed, corrupted, weights = inputs['targets'], inputs['tokens'], inputs['weights']
     np.testing.assert_array_equal(inputs['positions'], np.broadcast_to(np.arange(TOTAL),
@@ -156,8 +157,8 @@ def test_masking_statistics_through_prepare(run, prepare):
                (corrupted[selected] == run.dataset.tokenizer.mask_id).sum(),
                (corrupted[selected] == packed[selected]).sum()]
   positions, chosen, masked, kept = counts
-  assert positions > 2.5 * 10**5
-  assert abs(chosen / positions - 0.15) < 0.005, chosen / positions  # std 0.0007
+  assert positions > 1.8 * 10**5
+  assert abs(chosen / positions - 0.15) < 0.005, chosen / positions  # std 0.0008
   assert abs(masked / chosen - 0.8) < 0.02 and abs(kept / chosen - 0.1) < 0.02, (masked, kept)
 
 
@@ -203,14 +204,14 @@ def test_evaluate_hook_at_initialisation(init_results):
 def test_loss_decreases_and_metrics(run, init_results):
   del init_results  # evaluated before training
   batch = _host_batch(run, size=32, seed=2)
-  history = [jax.device_get(run.advance(batch)) for _ in range(20)]
+  history = [jax.device_get(run.advance(batch)) for _ in range(12)]
   for metrics in history:
     assert {'loss', 'mlm_loss', 'mlm_accuracy', 'nsp_loss', 'nsp_accuracy'} <= set(metrics)
     assert all(np.isfinite(v) for v in metrics.values())
     np.testing.assert_allclose(metrics['loss'], metrics['mlm_loss'] + metrics['nsp_loss'],
                                rtol=1e-5)
   mlm = [float(m['mlm_loss']) for m in history]
-  assert np.mean(mlm[-5:]) < np.mean(mlm[:5]) - 0.3, mlm
+  assert np.mean(mlm[-4:]) < np.mean(mlm[:4]) - 0.3, mlm
   assert int(run.state.nonfinite_step) == -1
   results = run.method.evaluate(_context(run))
   assert all(math.isfinite(v) for v in results.values())
