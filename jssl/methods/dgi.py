@@ -10,9 +10,10 @@ corrupted (h~_j, s) pairs.
 The loss is the paper's, exactly: it averages over all N real and all N corrupted nodes of
 the graph, whichever nodes the loop's batch holds. The encoder sees the whole graph anyway
 (the graph's arrays are the dataset's replicated device constants), so scoring every node
-costs one [N, H] x [H] product more than scoring a batch's; the batch of node ids (N rounded
-down to a multiple of the device count) only paces the loop, one step per pass over the
-nodes, so an epoch of the loop is an epoch of the paper.
+costs one [N, H] x [H] product more than scoring a batch's. The loop's batch of node ids
+(N rounded down to a multiple of 8 in experiments/configs/dgi.py) only paces the loop: one
+step per pass over the nodes, so an epoch of the loop is an epoch of the paper. The GCN runs
+whole on every device (the graph is replicated), so more devices do not make a step faster.
 
 `represent` is the frozen encoder of the real graph, gathered at the batch's node ids: the
 probes fit logistic regression on the train-mask nodes (the paper's protocol).
@@ -133,10 +134,11 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     return encoder.apply({'params': encoder_params}, node_features, senders, receivers)
 
   def prepare(rng, batch, constants):
+    del batch  # the loss is over every node of the graph (module docstring)
     corrupted, permutation = corrupt(rng, constants['node_features'])
     return {'node_features': constants['node_features'], 'corrupted_features': corrupted,
             'permutation': permutation, 'senders': constants['senders'],
-            'receivers': constants['receivers'], 'node': batch['node']}
+            'receivers': constants['receivers']}
 
   def loss(params, batch_stats, extra, inputs, step, rng):
     del step, rng  # deterministic given the corruption drawn in `prepare`

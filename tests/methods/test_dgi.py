@@ -2,6 +2,7 @@
 loss through the shared loop on 1 and 8 devices, `represent`, every config variant traced,
 and bad configs."""
 
+import importlib.util
 import os
 
 import jax
@@ -164,9 +165,13 @@ def test_every_variant_traces(variant, tmp_path):
   assert traced['metrics']['loss'].shape == ()
   features, _ = traced['features']
   assert features.shape == (config.eval.batch_size, config.dgi.hidden_dims[-1])
-  # The loop's peak rate is the paper's 1e-3 (the base is scaled by batch / 256).
+  # The loop's peak rate (base x batch / 256) is the variant's (the paper's 1e-3 but WordNet).
+  spec = importlib.util.spec_from_file_location('dgi_config', CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
   np.testing.assert_allclose(config.optimizer.base_learning_rate * config.batch_size / 256,
-                             1e-3, rtol=1e-9)
+                             module.LEARNING_RATES[variant], rtol=1e-9)
+  assert config.optimizer.name == 'adamw' and config.optimizer.weight_decay == 0.0
 
 
 @pytest.mark.parametrize('fields,message', [
