@@ -1272,20 +1272,10 @@ def load_tfds_text(name: str, *, tokenizer: Tokenizer, max_length: int,
       builder.name, list(builder.info.splits.keys()))
   splits = tuple(given if given is not None else default
                  for given, default in zip((train_split, validation_split, test_split), defaults))
-  sources = []
-  for role, split in zip(SPLITS, splits):
-    try:
-      data_source = builder.as_data_source(split=split, file_format=file_format)
-    except ValueError as error:  # ArrayRecord refuses a slice that selects no file at all
-      if 'can not be of 0 length' not in str(error):
-        raise
-      data_source = ()
-    if not len(data_source):
-      raise ValueError(f'the {role} split {split!r} of TFDS dataset {name!r} is empty; '
-                       f'choose another {role}_split.')
-    sources.append(TfdsTextSource(data_source, name=name, split=split, tokenizer=tokenizer,
-                                  max_length=max_length, text_key=text_key,
-                                  label_key=label_key))
+  sources = [TfdsTextSource(data_source, name=name, split=split, tokenizer=tokenizer,
+                            max_length=max_length, text_key=text_key, label_key=label_key)
+             for split, data_source in tfds_lib.split_sources(builder, name, splits,
+                                                              file_format=file_format)]
   train, validation, test = sources
   return TextDataset(name=name, train=train, validation=validation, test=test,
                      num_classes=len(label_names), tokenizer=tokenizer, max_length=max_length,

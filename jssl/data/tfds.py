@@ -332,7 +332,24 @@ def load_tfds(name: str, *, data_dir: str | None = None, image_size: int | None 
   # Stored encoded images are decoded here with PIL; other features decode as TFDS does.
   decoders = ({image_key: tfds.decode.SkipDecoding()}
               if isinstance(image_feature, tfds.features.Image) else None)
-  sources = []
+  sources = [TfdsSource(data_source, name=name, split=split, file_format=file_format,
+                        image_shape=image_shape, image_size=image_size, image_key=image_key,
+                        label_key=label_key)
+             for split, data_source in split_sources(builder, name, splits,
+                                                     file_format=file_format,
+                                                     decoders=decoders)]
+  train, validation, test = sources
+  return Dataset(name=name, train=train, validation=validation, test=test,
+                 num_classes=int(label_feature.num_classes))
+
+
+def split_sources(builder, name: str, splits, *, file_format, decoders=None) -> list:
+  """[(split, random-access data source)] of the train / validation / test `splits`.
+
+  Raises:
+    ValueError: a split that selects no example, naming the split and the option to change.
+  """
+  out = []
   for role, split in zip(('train', 'validation', 'test'), splits):
     try:
       data_source = builder.as_data_source(split=split, decoders=decoders,
@@ -344,9 +361,5 @@ def load_tfds(name: str, *, data_dir: str | None = None, image_size: int | None 
     if not len(data_source):
       raise ValueError(f'the {role} split {split!r} of TFDS dataset {name!r} is empty; '
                        f'choose another {role}_split.')
-    sources.append(TfdsSource(
-        data_source, name=name, split=split, file_format=file_format, image_shape=image_shape,
-        image_size=image_size, image_key=image_key, label_key=label_key))
-  train, validation, test = sources
-  return Dataset(name=name, train=train, validation=validation, test=test,
-                 num_classes=int(label_feature.num_classes))
+    out.append((split, data_source))
+  return out

@@ -228,3 +228,25 @@ def contrastive_loss(config: ml_collections.ConfigDict, section: str, *, dense: 
     raise ConfigError(f'config.{section}.loss_block_size={block_size!r} must be a positive '
                       'integer (rows and columns of one tile of the blockwise loss, e.g. 1024).')
   return dense if loss_impl == 'dense' else functools.partial(blockwise, block_size=block_size)
+
+
+def stored_square_image(config: ml_collections.ConfigDict, info, method: str,
+                        sizes) -> tuple[int, int]:
+  """(side, channels) of the training images for a method that models the stored pixels (a
+  VAE's decoder, a GAN's generator), whose networks make square images of a side in `sizes`.
+
+  Raises:
+    ConfigError: not an image dataset, images of an unsupported shape, or views
+      (`config.dataset.image_size`) of another size than the stored images.
+  """
+  if info.dataset is None or info.dataset.modality != 'image':
+    raise ConfigError(f'{method} models images; config.dataset.name={config.dataset.name!r} is '
+                      'not an image dataset (use digits or fashion_mnist).')
+  height, width, channels = info.dataset.image_shape
+  if height != width or height not in sizes:
+    raise ConfigError(f'{method}: its networks make square images of side {sorted(sizes)}; '
+                      f'{config.dataset.name!r} stores {height}x{width}.')
+  if config.dataset.image_size != height:
+    raise ConfigError(f'{method} models the stored {height}x{width} pixels; set '
+                      f'--config.dataset.image_size={height} (it is {config.dataset.image_size}).')
+  return height, channels

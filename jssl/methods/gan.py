@@ -31,6 +31,7 @@ from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
 from jssl.eval import generation
 from jssl.eval import images as image_files
+from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import Player
@@ -43,16 +44,7 @@ _SAMPLE_SEED = 4321  # the fixed noise of every evaluation's samples
 
 def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, int]:
   c = config.gan
-  if info.dataset is None or info.dataset.modality != 'image':
-    raise ConfigError(f'gan generates images; config.dataset.name={config.dataset.name!r} is not '
-                      'an image dataset (use digits or fashion_mnist).')
-  height, width, channels = info.dataset.image_shape
-  if height != width or height not in START_SIZES:
-    raise ConfigError(f'gan: the generator makes square images of side {sorted(START_SIZES)}; '
-                      f'{config.dataset.name!r} stores {height}x{width}.')
-  if config.dataset.image_size != height:
-    raise ConfigError(f'gan models the stored {height}x{width} pixels; set '
-                      f'--config.dataset.image_size={height} (it is {config.dataset.image_size}).')
+  height, channels = common.stored_square_image(config, info, 'gan', START_SIZES)
   steps = c.discriminator_steps
   if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
     raise ConfigError(f'config.gan.discriminator_steps={steps!r}: the discriminator must take at '

@@ -29,6 +29,7 @@ from jssl import losses
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
 from jssl.eval import images as image_files
+from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
@@ -40,16 +41,7 @@ _EVAL_BINARIZE_SEED = 1234  # the one binarization of the test images every eval
 
 def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, int]:
   c = config.vae
-  if info.dataset is None or info.dataset.modality != 'image':
-    raise ConfigError(f'vae models images; config.dataset.name={config.dataset.name!r} is not '
-                      'an image dataset (use digits or fashion_mnist).')
-  height, width, channels = info.dataset.image_shape
-  if height != width or height not in START_SIZES:
-    raise ConfigError(f'vae: the decoder makes square images of side {sorted(START_SIZES)}; '
-                      f'{config.dataset.name!r} stores {height}x{width}.')
-  if config.dataset.image_size != height:
-    raise ConfigError(f'vae models the stored {height}x{width} pixels; set '
-                      f'--config.dataset.image_size={height} (it is {config.dataset.image_size}).')
+  height, channels = common.stored_square_image(config, info, 'vae', START_SIZES)
   for field in ('latent_dim', 'encoder_width', 'decoder_width', 'iwae_samples', 'eval_examples',
                 'iwae_chunk'):
     if not isinstance(c[field], int) or c[field] < 1:

@@ -93,7 +93,7 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(loss) & _all_finite(grads)
-    return loss, out, params, opt_state, finite, {}
+    return loss, out, params, opt_state, finite
 
   def several_players(state, inputs, loss_rng):
     params, batch_stats, extra = state.params, state.batch_stats, state.extra
@@ -120,7 +120,7 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
       metrics[f'loss_{player.name}'] = value
       losses.append(value)
     out = first_out._replace(batch_stats=batch_stats, extra=extra, metrics=metrics)
-    return sum(losses), out, params, opt_state, finite, {}
+    return sum(losses), out, params, opt_state, finite
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], constants: Any = None):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -128,7 +128,7 @@ def make_train_step(method: Method, optimizer: optax.GradientTransformation,
     inputs = prepare_inputs(method, augment_rng, batch, {} if constants is None else constants,
                             augment_views)
     update = single_player if method.players is None else several_players
-    loss, out, params, opt_state, finite, _ = update(state, inputs, loss_rng)
+    loss, out, params, opt_state, finite = update(state, inputs, loss_rng)
 
     probe_metrics = {}
     probe_params, probe_opt_state = state.probe_params, state.probe_opt_state
