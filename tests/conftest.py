@@ -10,12 +10,12 @@ import shutil
 import sys
 import tempfile
 
-# In-process tests compile with LLVM's optimisations off (XLA's backend level 0): the same
-# HLO programs, partitioned and fused by the same passes, turned into less optimised machine
-# code, which compiles ~30% faster; these tests run a few steps of tiny programs, so compiling
-# is most of their time. The CLI runs of tests/test_main.py, test_sweep.py and
-# test_cli_errors.py set their own XLA_FLAGS and compile as a user's run does.
-for _flag in ('--xla_force_host_platform_device_count=8', '--xla_backend_optimization_level=0'):
+from shared_run import FAST_CODEGEN
+
+# In-process tests compile with XLA's backend optimisation level 0 (shared_run.FAST_CODEGEN:
+# ~30 % less compile time, the same HLO passes), as do the CLI runs of tests/test_main.py and
+# test_sweep.py, which set their own XLA_FLAGS.
+for _flag in ('--xla_force_host_platform_device_count=8', FAST_CODEGEN):
   if _flag.split('=')[0] not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + _flag).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')

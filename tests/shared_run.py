@@ -11,6 +11,13 @@ import fcntl
 import json
 import os
 
+# XLA's backend optimisation level 0 (LLVM's optimisations off): the same HLO programs,
+# partitioned and fused by the same passes, turned into less optimised machine code, which
+# compiles ~30 % faster. The suite's programs are tiny and run a few steps, so compiling is
+# most of their time: the in-process tests (tests/conftest.py) and the CLI runs of
+# tests/test_main.py and test_sweep.py use it; a test compares runs made with the same flags.
+FAST_CODEGEN = '--xla_backend_optimization_level=0'
+
 
 def once(tmp_path_factory, name, build):
   """Runs `build(directory)` once per session; returns (directory, what build returned).

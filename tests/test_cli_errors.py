@@ -1,11 +1,12 @@
-"""Bad command lines through the real CLI (`python -m jssl.main` in subprocesses).
+"""Bad command lines through the real CLI (`python -m jssl.main`, one process each).
 
 Each must end with exit status 2 and one short `jssl: error: ...` message that names the
 problem, with no traceback. None of them compiles anything: they fail while the flags, the
-config, the workdir or the data are checked, so they run concurrently in a few seconds.
+config, the workdir or the data are checked. Their processes are forked by tests/cli_fork.py
+from one that has imported jax and jssl (not jssl.main, and no JAX backend), which saves the
+~2.5 s of imports each would pay; each child runs jssl.main as `__main__` on its own argv.
 """
 
-import concurrent.futures
 import gzip
 import os
 import subprocess
@@ -13,6 +14,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from cli_fork import launcher
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIMCLR = os.path.join(REPO, 'experiments', 'configs', 'simclr.py')
@@ -132,19 +135,31 @@ def _cases(root):
   ]
 
 
-def _run(args, devices):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu')
+def _run_all(cases):
+  """Every case's result (returncode, stdout, stderr), each a `python -m jssl.main` process of
+  its own, forked by tests/cli_fork.py after the imports they all share (see there), four at
+  a time."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
   env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-  return subprocess.run([sys.executable, '-m', 'jssl.main', *args], env=env, cwd=REPO,
-                        capture_output=True, text=True, timeout=300)
+  results, running = [], []
+  for _, args, devices, _ in cases:
+    if len(running) == 4:
+      results.append(_finish(*running.pop(0)))
+    case_env = dict(env, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+    running.append((args, launcher().popen(args, env=case_env, cwd=REPO)))
+  results.extend(_finish(*r) for r in running)
+  return results
+
+
+def _finish(args, process):
+  stdout, stderr = process.communicate(timeout=300)
+  return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
 
 
 def test_bad_command_lines_end_in_one_clean_message(bad_files):
   cases = _cases(bad_files)
   assert len(cases) >= 20
-  with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-    results = list(pool.map(lambda case: _run(case[1], case[2]), cases))
+  results = _run_all(cases)
   problems = []
   for (name, _, _, expected), result in zip(cases, results):
     # Log lines of libraries (a TFDS warning) may come before it; the message ends stderr.

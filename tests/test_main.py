@@ -1,9 +1,11 @@
-"""End to end through the CLI, in subprocesses (each with its own device count).
+"""End to end through the CLI, one process per run (each with its own device count).
 
 A tiny SimCLR run on digits: 1 device vs 8 simulated devices vs 2 processes x 4 devices
 (multi-host on localhost), SIGKILL and resume (one process and two), a corrupt checkpoint,
-a changed config refused, a non-finite loss. The subprocesses share the suite's persistent
-compilation cache (tests/conftest.py), so a program is compiled once for all of them.
+a changed config refused, a non-finite loss. Each run is a `python -m jssl.main` process of
+its own, forked from one that has done the imports (tests/cli_fork.py); they share the
+suite's persistent compilation cache (tests/conftest.py), so a program is compiled once for
+all of them.
 """
 
 import json
@@ -12,12 +14,12 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
+from cli_fork import launcher
+from shared_run import FAST_CODEGEN
 from shared_run import once
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,20 +32,19 @@ TINY = ['--config.batch_size=32', '--config.num_steps=12', '--config.checkpoint_
 
 def _env(devices):
   env = dict(os.environ)
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices} {FAST_CODEGEN}'
   env['JAX_PLATFORMS'] = 'cpu'
   env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
   return env
 
 
 def _command(workdir, *extra, config=CONFIG):
-  return [sys.executable, '-m', 'jssl.main', f'--config={config}', f'--workdir={workdir}',
-          *TINY, *extra]
+  """The arguments of `python -m jssl.main` (run by tests/cli_fork.py, see there)."""
+  return [f'--config={config}', f'--workdir={workdir}', *TINY, *extra]
 
 
 def run_main(workdir, *extra, devices=1, config=CONFIG, check=True):
-  result = subprocess.run(_command(workdir, *extra, config=config), env=_env(devices), cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+  result = launcher().run(_command(workdir, *extra, config=config), env=_env(devices), cwd=REPO)
   if check and result.returncode != 0:
     raise AssertionError(f'jssl.main failed ({result.returncode}):\n{result.stderr[-4000:]}')
   return result
@@ -116,8 +117,8 @@ def _sigkill_after_first_checkpoint(processes, workdir):
 
 
 def _run_and_sigkill_after_first_checkpoint(workdir, *extra, config=CONFIG):
-  process = subprocess.Popen(_command(workdir, *extra, config=config), env=_env(1), cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  process = launcher().popen(_command(workdir, *extra, config=config), env=_env(1), cwd=REPO,
+                             capture=False)
   _sigkill_after_first_checkpoint([process], workdir)
 
 
@@ -129,19 +130,31 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp
   assert metrics(workdir) == metrics(reference)  # losses and final metrics, bit for bit
 
 
-_GAN = ('--config.gan.generator_width=8', '--config.gan.discriminator_width=8',
-        '--config.gan.eval_samples=64', '--config.gan.classifier_steps=10',
-        '--config.gan.discriminator_steps=2')
+# Per-config flags that shrink the models and their evaluations to test size.
+_SMALL = {
+    'gan.py:digits': ('--config.gan.generator_width=8', '--config.gan.discriminator_width=8',
+                      '--config.gan.eval_samples=64', '--config.gan.classifier_steps=10',
+                      '--config.gan.discriminator_steps=2'),
+    'vae.py': ('--config.vae.encoder_width=4', '--config.vae.decoder_width=4',
+               '--config.vae.latent_dim=4', '--config.vae.iwae_samples=4',
+               '--config.vae.iwae_chunk=4', '--config.vae.eval_examples=64'),
+    'bert.py': ('--config.dataset.max_length=8', '--config.model.num_layers=1',
+                '--config.model.hidden_dim=16', '--config.model.mlp_dim=32',
+                '--config.model.max_length=19', '--config.bert.eval_examples=64',
+                '--config.eval.dataset=fortunes', '--config.eval.batch_size=512'),
+}
 
 
 @pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce', 'dino.py',
-                                  'gan.py:digits'])
+                                  'gan.py:digits', 'vae.py', 'bert.py', 'dgi.py:toy'])
 def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
   """MoCo (key encoder, queue and its pointer), InstDisc (memory bank, NCE's constant Z),
-  DINO (EMA teacher, EMA centre, multi-crop views) and the GAN (two players, two optimizer
-  states, two discriminator updates per step)."""
+  DINO (EMA teacher, EMA centre, multi-crop views), the GAN (two players, two optimizer
+  states, two discriminator updates per step), the VAE (binarization keys), BERT (pairs and
+  masks drawn on the device from the step's key) and DGI (a corruption per step, the graph as
+  device constants)."""
   config = os.path.join(REPO, 'experiments', 'configs', spec)
-  flags = ('--config.eval.at_start=false', *(_GAN if spec.startswith('gan') else ()))
+  flags = ('--config.eval.at_start=false', *_SMALL.get(spec, ()))
   reference = str(tmp_path / 'reference')
   run_main(reference, *flags, config=config)
   workdir = str(tmp_path / 'killed')
@@ -229,10 +242,9 @@ def _free_port():
 def _two_processes(workdir, *extra):
   """Starts 2 processes x 4 simulated CPU devices of one run through the CLI."""
   address = f'127.0.0.1:{_free_port()}'
-  return [subprocess.Popen(
+  return [launcher().popen(
       _command(workdir, '--distributed', f'--coordinator_address={address}',
-               '--num_processes=2', f'--process_id={i}', *extra),
-      env=_env(4), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               '--num_processes=2', f'--process_id={i}', *extra), env=_env(4), cwd=REPO)
       for i in range(2)]
 
 

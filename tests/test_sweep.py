@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+from shared_run import FAST_CODEGEN
+
 from jssl import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +78,7 @@ def _sweep_command(workdir):
 
 def _env():
   env = dict(os.environ)
-  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=1'
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count=1 {FAST_CODEGEN}'
   env['JAX_PLATFORMS'] = 'cpu'
   env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
   return env

@@ -9,8 +9,11 @@ and resuming a run only needs the iterator's position.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Protocol
+import fcntl
+import os
+from typing import Iterator, Protocol
 
 import numpy as np
 
@@ -22,6 +25,29 @@ class MissingDatasetError(FileNotFoundError):
 class DatasetError(ValueError):
   """A dataset is present but cannot be used (a truncated or malformed file, wrong shapes);
   the message names the file and what to do."""
+
+
+@contextlib.contextmanager
+def build_lock(path: str) -> Iterator[None]:
+  """Holds an exclusive lock on `path`.lock while the caller builds the cache file `path`.
+
+  Processes that need the same cache at once (xdist workers, the processes of a multi-host
+  run on one machine) then build it once: the others wait and, finding the file when the lock
+  is theirs, read it. Callers check for the file again inside the lock. Where the directory
+  cannot be written, the build goes ahead unlocked (its own write reports the problem).
+  """
+  try:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    handle = open(path + '.lock', 'a')  # pylint: disable=consider-using-with
+  except OSError:
+    yield
+    return
+  with handle:
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Source(Protocol):

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jssl.data.base import Dataset, DatasetError, MissingDatasetError
+from jssl.data.base import Dataset, DatasetError, MissingDatasetError, build_lock
 
 log = logging.getLogger(__name__)
 
@@ -846,6 +846,11 @@ def wordnet_cache_path(path: str, feature_dim: int) -> str:
 def _wordnet_arrays(path: str, feature_dim: int) -> dict[str, np.ndarray]:
   """The built arrays, from the cache when it holds them, else built and cached."""
   cached = wordnet_cache_path(path, feature_dim)
+  with build_lock(cached):
+    return _cached_wordnet_arrays(path, feature_dim, cached)
+
+
+def _cached_wordnet_arrays(path: str, feature_dim: int, cached: str) -> dict[str, np.ndarray]:
   if os.path.isfile(cached):
     try:
       with np.load(cached, allow_pickle=False) as arrays:

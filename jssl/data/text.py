@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from jssl.data.base import Dataset, DatasetError, MissingDatasetError
+from jssl.data.base import Dataset, DatasetError, MissingDatasetError, build_lock
 
 TEXT_DATASETS: tuple[str, ...] = ('austen_wordnet', 'wordnet_glosses', 'fortunes')
 PRETRAINING_CORPUS = 'austen_wordnet'
@@ -357,13 +357,14 @@ def _cached_tokenizer(corpus: str, vocab_size: int, data_fingerprint: str,
   """The corpus's tokenizer from the cache, trained (on `train_texts()`) and saved if absent."""
   path = os.path.join(cache_dir(), 'tokenizers',
                       f'{corpus}-wordpiece-{vocab_size}-{data_fingerprint[:12]}.json')
-  if os.path.isfile(path):
-    try:
-      return load_tokenizer(path)
-    except DatasetError as e:
-      raise DatasetError(f'{e}\nThe cached tokenizer {path} is damaged: delete it '
-                         f'(rm {path}) and it will be trained again.') from e
-  return train_tokenizer(train_texts(), vocab_size=vocab_size, path=path)
+  with build_lock(path):
+    if os.path.isfile(path):
+      try:
+        return load_tokenizer(path)
+      except DatasetError as e:
+        raise DatasetError(f'{e}\nThe cached tokenizer {path} is damaged: delete it '
+                           f'(rm {path}) and it will be trained again.') from e
+    return train_tokenizer(train_texts(), vocab_size=vocab_size, path=path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -928,20 +929,21 @@ def _cached_tokenized(name: str, paths: DataPaths, tokenizer: Tokenizer,
   key = hashlib.sha256(f'{fingerprint}\0{tokenizer.fingerprint}'.encode()).hexdigest()[:16]
   path = os.path.join(cache_dir(), 'tokenized',
                       f'{name}-wordpiece-{tokenizer.vocab_size}-{key}.npz')
-  if os.path.isfile(path):
-    try:
-      with np.load(path, allow_pickle=False) as f:
-        return _Tokenized(f['ids'], f['lengths'], f['document'], f['split'], f['label'],
-                          tuple(str(n) for n in f['label_names']))
-    except Exception as e:  # zipfile / pickle / key errors of a damaged file
-      raise DatasetError(f'the cached tokenised corpus {path} cannot be read ({e}); delete it '
-                         f'(rm {path}) and it will be rebuilt.') from e
-  tokenized = _tokenize(units(), tokenizer)
-  arrays = {field: getattr(tokenized, field)
-            for field in ('ids', 'lengths', 'document', 'split', 'label')}
-  arrays['label_names'] = np.asarray(tokenized.label_names, dtype=str)
-  _write_atomically(path, lambda f: np.savez(f, **arrays))
-  return tokenized
+  with build_lock(path):
+    if os.path.isfile(path):
+      try:
+        with np.load(path, allow_pickle=False) as f:
+          return _Tokenized(f['ids'], f['lengths'], f['document'], f['split'], f['label'],
+                            tuple(str(n) for n in f['label_names']))
+      except Exception as e:  # zipfile / pickle / key errors of a damaged file
+        raise DatasetError(f'the cached tokenised corpus {path} cannot be read ({e}); delete '
+                           f'it (rm {path}) and it will be rebuilt.') from e
+    tokenized = _tokenize(units(), tokenizer)
+    arrays = {field: getattr(tokenized, field)
+              for field in ('ids', 'lengths', 'document', 'split', 'label')}
+    arrays['label_names'] = np.asarray(tokenized.label_names, dtype=str)
+    _write_atomically(path, lambda f: np.savez(f, **arrays))
+    return tokenized
 
 
 # ---------------------------------------------------------------------------------------------

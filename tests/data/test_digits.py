@@ -79,3 +79,13 @@ def test_shapes_dtypes_and_value_range(dataset):
   labels = np.concatenate([dataset.train.labels, dataset.validation.labels,
                            dataset.test.labels])
   assert set(labels.tolist()) == set(range(10))
+
+
+def test_read_without_sklearn_equals_sklearns_loader():
+  """The CSV read of `_read_digits` gives exactly `sklearn.datasets.load_digits`'s arrays."""
+  pixels, labels = digits._read_digits()  # pylint: disable=protected-access
+  reference = datasets.load_digits()
+  np.testing.assert_array_equal(pixels, reference.images)
+  np.testing.assert_array_equal(labels, reference.target)
+  assert labels.dtype == np.int32
+

@@ -30,7 +30,7 @@ _SIZE_FIELDS = ('queue_size', 'support_size', 'bank_size')
 TINY_VARIANTS = {'gan': 'digits', 'dgi': 'toy'}
 TINY_OVERRIDES = {
     'vae': {'vae.encoder_width': 4, 'vae.decoder_width': 4, 'vae.latent_dim': 4},
-    'bert': {'dataset.vocab_size': 300, 'dataset.max_length': 8, 'model.num_layers': 1,
+    'bert': {'dataset.vocab_size': 8192, 'dataset.max_length': 8, 'model.num_layers': 1,
              'model.hidden_dim': 16, 'model.mlp_dim': 32, 'model.max_length': 19,
              'eval.dataset': 'fortunes'},
     'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,

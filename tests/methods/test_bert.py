@@ -1,4 +1,4 @@
-"""BERT (jssl/methods/bert.py) on the real Austen + WordNet corpus at a 300-id vocabulary
+"""BERT (jssl/methods/bert.py) on the real Austen + WordNet corpus at the configs' 8192-id vocabulary
 (its tokenizer and tokenisation are cached in $JSSL_CACHE_DIR after the first load) with a
 1-layer, 16-wide Transformer and 8-token segments.
 
@@ -30,13 +30,13 @@ from jssl.train.loop import Run
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, 'experiments', 'configs', 'bert.py')
 VARIANTS = (None, 'fortunes', 'mlm_only')
-VOCAB, LENGTH = 300, 8
+VOCAB, LENGTH = 8192, 8  # the configs' vocabulary: one tokenizer (and its cache) for the suite
 TOTAL = 2 * LENGTH + 3
 
 
 def tiny_config(variant=None):
   """A variant of experiments/configs/bert.py shrunk to a 1-layer 16-wide model on 8-token
-  segments of a 300-id vocabulary, probed on fortunes (the smallest labelled set)."""
+  segments, probed on fortunes (the smallest labelled set)."""
   config = load_config(CONFIG + (f':{variant}' if variant else ''))
   config.dataset.vocab_size = VOCAB
   config.dataset.max_length = LENGTH
