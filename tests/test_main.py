@@ -138,6 +138,8 @@ _SMALL = {
     'vae.py': ('--config.vae.encoder_width=4', '--config.vae.decoder_width=4',
                '--config.vae.latent_dim=4', '--config.vae.iwae_samples=4',
                '--config.vae.iwae_chunk=4', '--config.vae.eval_examples=64'),
+    'dae.py': ('--config.dae.encoder_width=4', '--config.dae.decoder_width=4',
+               '--config.dae.latent_dim=4', '--config.dae.eval_examples=64'),
     'bert.py': ('--config.dataset.max_length=8', '--config.model.num_layers=1',
                 '--config.model.hidden_dim=16', '--config.model.mlp_dim=32',
                 '--config.model.max_length=19', '--config.bert.eval_examples=64',
@@ -146,11 +148,12 @@ _SMALL = {
 
 
 @pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce', 'dino.py',
-                                  'gan.py:digits', 'vae.py', 'bert.py', 'dgi.py:toy'])
+                                  'gan.py:digits', 'vae.py', 'dae.py', 'bert.py', 'dgi.py:toy'])
 def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
   """MoCo (key encoder, queue and its pointer), InstDisc (memory bank, NCE's constant Z),
   DINO (EMA teacher, EMA centre, multi-crop views), the GAN (two players, two optimizer
-  states, two discriminator updates per step), the VAE (binarization keys), BERT (pairs and
+  states, two discriminator updates per step), the VAE (binarization keys), the DAE (its
+  corruption keys), BERT (pairs and
   masks drawn on the device from the step's key) and DGI (a corruption per step, the graph as
   device constants)."""
   config = os.path.join(REPO, 'experiments', 'configs', spec)

@@ -27,6 +27,7 @@ from jssl.losses.contrastive import (
 )
 from jssl.losses.generative import (
     bernoulli_log_likelihood,
+    bernoulli_nll,
     gaussian_kl,
     gaussian_log_density,
 )
@@ -45,6 +46,7 @@ __all__ = [
     'barlow_twins',
     'barlow_twins_terms',
     'bernoulli_log_likelihood',
+    'bernoulli_nll',
     'batch_info_nce',
     'byol',
     'dgi',

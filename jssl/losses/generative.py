@@ -41,6 +41,20 @@ def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array
   return jnp.sum(per_dim.reshape(per_dim.shape[0], -1), axis=-1)
 
 
+def bernoulli_nll(logits: jax.Array, x: jax.Array) -> jax.Array:
+  """Negative log-likelihood of `x` under factorised Bernoulli `logits`, per example.
+
+  Args:
+    logits: [B, ...] decoder logits.
+    x: [B, ...] binary data, or grey levels in [0, 1] (then the binary cross-entropy of
+      Vincent et al. 2008's autoencoders, whose minimum is the entropy of x, not 0).
+
+  Returns:
+    [B] float32 nats: -sum over every other axis of x log sigmoid(l) + (1 - x) log sigmoid(-l).
+  """
+  return -bernoulli_log_likelihood(logits, x)
+
+
 def gaussian_log_density(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
   """log N(z; mean, diag(exp(log_var))) summed over the last axis: [..., Z] -> [...]."""
   return -0.5 * jnp.sum(jnp.log(2 * jnp.pi) + log_var

@@ -1,5 +1,6 @@
 """Self-supervised methods: each a module with `create(config) -> Method`."""
 
+from jssl.methods import autoencoder
 from jssl.methods import barlow_twins
 from jssl.methods import bert
 from jssl.methods import byol
@@ -28,10 +29,12 @@ from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
 
 METHODS = {
+    'ae': autoencoder.create_ae,
     'barlow_twins': barlow_twins.create,
     'bert': bert.create,
     'byol': byol.create,
     'cmc': cmc.create,
+    'dae': autoencoder.create_dae,
     'deepcluster': deepcluster.create,
     'dgi': dgi.create,
     'dino': dino.create,

@@ -205,19 +205,23 @@ class ConvDiscriminator(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-  """VAE encoder: ``images [B, H, W, C] -> (mean [B, Z], log_var [B, Z])``, no BatchNorm.
+  """VAE encoder: ``images [B, H, W, C] -> (mean [B, Z], log_var [B, Z])``, no BatchNorm;
+  with ``deterministic=True`` an autoencoder's: ``images -> code [B, Z]``.
 
   Stride-2 convolutions (kernel 4, 'SAME', ReLU, ``base_width * 2**i`` channels) until the map
-  is at most 7x7, flatten, then two Dense heads. Without BatchNorm each example's posterior is
-  a function of that example alone, in training and evaluation.
+  is at most 7x7, flatten, then two Dense heads (one, 'code', when deterministic). Without
+  BatchNorm each example's code is a function of that example alone, in training and
+  evaluation.
 
   Attributes:
     latent_dim: Z.
     base_width: channels of the first convolution.
+    deterministic: one linear code instead of a Gaussian's mean and log-variance.
     dtype: computation dtype; params and outputs are float32.
   """
   latent_dim: int
   base_width: int = 32
+  deterministic: bool = False
   dtype: Any = jnp.float32
 
   @property
@@ -234,7 +238,8 @@ class ConvEncoder(nn.Module):
       train: unused (no BatchNorm or dropout); accepted for the encoders' common signature.
 
     Returns:
-      ``(mean, log_var)``, float32 ``[B, latent_dim]`` each.
+      ``(mean, log_var)``, float32 ``[B, latent_dim]`` each; deterministic: the code, float32
+      ``[B, latent_dim]``.
     """
     del train
     if images.ndim != 4:
@@ -252,4 +257,6 @@ class ConvEncoder(nn.Module):
       return nn.Dense(self.latent_dim, dtype=self.dtype, param_dtype=jnp.float32,
                       name=name)(x).astype(jnp.float32)
 
+    if self.deterministic:
+      return head('code')
     return head('mean'), head('log_var')

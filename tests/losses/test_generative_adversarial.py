@@ -1,4 +1,4 @@
-"""gaussian_kl, the Bernoulli likelihood and the GAN players' losses against naive references,
+"""gaussian_kl, the Bernoulli likelihood and NLL and the GAN players' losses against naive references,
 their gradients, and 8 simulated devices against one."""
 
 import jax
@@ -47,6 +47,22 @@ def test_bernoulli_log_likelihood_and_gaussian_density():
   np.testing.assert_allclose(losses.gaussian_log_density(z, mean, log_var), want, rtol=1e-5)
 
 
+def test_bernoulli_nll_on_binary_and_grey_targets():
+  logits = RNG.normal(size=(5, 4, 4, 1)).astype(np.float32)
+  grey = RNG.random(size=(5, 4, 4, 1)).astype(np.float32)
+  p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+  want = -np.sum((grey * np.log(p) + (1 - grey) * np.log(1 - p)).reshape(5, -1), axis=1)
+  got = losses.bernoulli_nll(logits, grey)
+  assert got.shape == (5,)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # On grey targets its minimum over the logits is the targets' entropy, reached at l = logit(x).
+  best = np.log(grey) - np.log1p(-grey)
+  entropy = -np.sum((grey * np.log(grey) + (1 - grey) * np.log(1 - grey)).reshape(5, -1), 1)
+  np.testing.assert_allclose(losses.bernoulli_nll(best, grey), entropy, rtol=1e-4)
+  check_grads(lambda l: jnp.sum(losses.bernoulli_nll(l, grey[:2])), (logits[:2],), order=1,
+              modes=['rev'])
+
+
 def test_gan_losses_match_their_definitions():
   real = RNG.normal(size=(32,)).astype(np.float32)
   fake = RNG.normal(size=(24,)).astype(np.float32)
@@ -74,3 +90,7 @@ def test_eight_devices_equal_one():
   sharding_check.assert_sharded_equals_single(losses.gan_discriminator, (real, fake),
                                               [(P('data'), P('data')), (P('data'), P())])
   sharding_check.assert_sharded_equals_single(losses.gan_generator, (fake,), [(P('data'),)])
+  logits = RNG.normal(size=(16, 4, 4, 1)).astype(np.float32)
+  grey = RNG.random(size=(16, 4, 4, 1)).astype(np.float32)
+  sharding_check.assert_sharded_equals_single(
+      lambda l, x: jnp.mean(losses.bernoulli_nll(l, x)), (logits, grey), [(P('data'), P('data'))])
