@@ -11,6 +11,7 @@ from jssl.methods import dino
 from jssl.methods import gan
 from jssl.methods import instdisc
 from jssl.methods import local_aggregation
+from jssl.methods import made
 from jssl.methods import meanshift
 from jssl.methods import moco
 from jssl.methods import moco_v3
@@ -41,6 +42,7 @@ METHODS = {
     'gan': gan.create,
     'instdisc': instdisc.create,
     'local_aggregation': local_aggregation.create,
+    'made': made.create,
     'meanshift': meanshift.create,
     'moco': moco.create,
     'moco_v3': moco_v3.create,

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jssl import augment
 from jssl import models
@@ -250,3 +251,28 @@ def stored_square_image(config: ml_collections.ConfigDict, info, method: str,
     raise ConfigError(f'{method} models the stored {height}x{width} pixels; set '
                       f'--config.dataset.image_size={height} (it is {config.dataset.image_size}).')
   return height, channels
+
+
+EVAL_BINARIZE_SEED = 1234  # the one binarization of the test images every evaluation uses
+
+
+def binarize(rng: jax.Array, images: jax.Array) -> jax.Array:
+  """Dynamic binarization on the device (Salakhutdinov & Murray 2008): each pixel of uint8
+  `images` [B, ...] is 1 with probability grey / 255, one key per example; float32 {0, 1}."""
+  grey = images.astype(jnp.float32) / 255.0
+  keys = jax.random.split(rng, grey.shape[0])
+  return jax.vmap(lambda k, x: jax.random.bernoulli(k, x).astype(jnp.float32))(keys, grey)
+
+
+def binarized_test_batches(source, count: int, batch_size: int):
+  """The first `count` test images, binarized once with `EVAL_BINARIZE_SEED` (the same on every
+  call, so every evaluation and every likelihood method scores the same binary images).
+
+  Yields (start, grey float32 [batch_size, ...] in [0, 1], binary float32 {0, 1}) per batch;
+  the last batch is padded by wrapping around, its rows from `count - start` on are padding.
+  """
+  rng = np.random.default_rng(EVAL_BINARIZE_SEED)
+  for start in range(0, count, batch_size):
+    indices = np.arange(start, start + batch_size) % count
+    grey = source.get_batch(indices)['image'].astype(np.float32) / 255.0
+    yield start, grey, (rng.random(grey.shape) < grey).astype(np.float32)

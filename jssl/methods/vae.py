@@ -36,9 +36,6 @@ from jssl.methods.base import TrainInfo
 from jssl.models import ConvEncoder, ConvGenerator
 from jssl.models.generative import START_SIZES
 
-_EVAL_BINARIZE_SEED = 1234  # the one binarization of the test images every evaluation uses
-
-
 def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, int]:
   c = config.vae
   height, channels = common.stored_square_image(config, info, 'vae', START_SIZES)
@@ -71,10 +68,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def prepare(rng, batch, constants):
     del constants
-    grey = batch['image'].astype(jnp.float32) / 255.0
-    keys = jax.random.split(rng, grey.shape[0])
-    binary = jax.vmap(lambda k, x: jax.random.bernoulli(k, x).astype(jnp.float32))(keys, grey)
-    return {'x': binary, 'label': batch['label'], 'index': batch['index']}
+    return {'x': common.binarize(rng, batch['image']), 'label': batch['label'],
+            'index': batch['index']}
 
   def decode(params, batch_stats, z, train):
     variables = {'params': params['decoder'], 'batch_stats': batch_stats['decoder']}
@@ -145,14 +140,10 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                     sample=evaluation.replicated_jit(sample, context.mesh))
     batch_size = context.config.eval.batch_size
     count = min(len(test), c.eval_examples)
-    rng = np.random.default_rng(_EVAL_BINARIZE_SEED)
     sums = np.zeros(3)
     first = None
-    for start in range(0, count, batch_size):
-      indices = np.arange(start, start + batch_size) % count  # padded, dropped below
-      grey = test.get_batch(indices)['image'].astype(np.float32) / 255.0
-      binary = (rng.random(grey.shape) < grey).astype(np.float32)
-      key = jax.random.fold_in(jax.random.key(_EVAL_BINARIZE_SEED), start)
+    for start, grey, binary in common.binarized_test_batches(test, count, batch_size):
+      key = jax.random.fold_in(jax.random.key(common.EVAL_BINARIZE_SEED), start)
       elbo, iwae, mse, recon = jitted['bounds'](
           state.params, state.batch_stats, evaluation.global_array(binary, context.mesh),
           evaluation.global_array(grey, context.mesh), key)
