@@ -28,6 +28,7 @@ from jssl.losses.contrastive import (
 from jssl.losses.generative import (
     bernoulli_log_likelihood,
     bernoulli_nll,
+    discretized_nll,
     gaussian_kl,
     gaussian_log_density,
 )
@@ -47,6 +48,7 @@ __all__ = [
     'barlow_twins_terms',
     'bernoulli_log_likelihood',
     'bernoulli_nll',
+    'discretized_nll',
     'batch_info_nce',
     'byol',
     'dgi',

@@ -55,6 +55,28 @@ def bernoulli_nll(logits: jax.Array, x: jax.Array) -> jax.Array:
   return -bernoulli_log_likelihood(logits, x)
 
 
+def discretized_nll(logits: jax.Array, x: jax.Array) -> jax.Array:
+  """Negative log-likelihood of discrete pixel values under per-pixel softmaxes, per example.
+
+  The likelihood of PixelCNN-style models (van den Oord et al. 2016): each sub-pixel's value
+  is a category among L levels (256 for 8-bit images, 2 for binarized ones).
+
+  Args:
+    logits: [B, ..., L] unnormalised log-probabilities of the L levels of every sub-pixel.
+    x: [B, ...] integer levels in [0, L) (the shape of `logits` without its last axis).
+
+  Returns:
+    [B] float32 nats: -sum over every sub-pixel of log softmax(logits)[x]. Divide by
+    (sub-pixels x ln 2) for bits per dimension.
+  """
+  if logits.shape[:-1] != x.shape:
+    raise ValueError(f'discretized_nll: logits {logits.shape} must be x {x.shape} plus a levels '
+                     'axis.')
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  picked = jnp.take_along_axis(log_p, x.astype(jnp.int32)[..., None], axis=-1)[..., 0]
+  return -jnp.sum(picked.reshape(picked.shape[0], -1), axis=-1)
+
+
 def gaussian_log_density(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
   """log N(z; mean, diag(exp(log_var))) summed over the last axis: [..., Z] -> [...]."""
   return -0.5 * jnp.sum(jnp.log(2 * jnp.pi) + log_var

@@ -1,11 +1,14 @@
-"""gaussian_kl, the Bernoulli likelihood and NLL and the GAN players' losses against naive references,
-their gradients, and 8 simulated devices against one."""
+"""gaussian_kl, the Bernoulli likelihood and NLL, the discretized NLL and the GAN players' losses
+against naive references, their gradients, and 8 simulated devices against one."""
+
+import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
+import pytest
 
 from jssl import losses
 import sharding_check
@@ -63,6 +66,20 @@ def test_bernoulli_nll_on_binary_and_grey_targets():
               modes=['rev'])
 
 
+def test_discretized_nll_against_a_loop_over_pixels():
+  logits = RNG.normal(size=(3, 2, 2, 1, 5)).astype(np.float32)
+  x = RNG.integers(0, 5, size=(3, 2, 2, 1))
+  want = np.zeros(3)
+  for b, i, j, c in itertools.product(range(3), range(2), range(2), range(1)):
+    row = logits[b, i, j, c].astype(np.float64)
+    want[b] -= row[x[b, i, j, c]] - np.log(np.sum(np.exp(row)))
+  np.testing.assert_allclose(losses.discretized_nll(logits, x), want, rtol=1e-5)
+  uniform = losses.discretized_nll(np.zeros((2, 4, 256)), np.zeros((2, 4), np.int32))
+  np.testing.assert_allclose(uniform, 4 * np.log(256), rtol=1e-6)  # 8 bits per sub-pixel
+  with pytest.raises(ValueError, match='levels'):
+    losses.discretized_nll(logits, x[:, :1])
+
+
 def test_gan_losses_match_their_definitions():
   real = RNG.normal(size=(32,)).astype(np.float32)
   fake = RNG.normal(size=(24,)).astype(np.float32)
@@ -94,3 +111,8 @@ def test_eight_devices_equal_one():
   grey = RNG.random(size=(16, 4, 4, 1)).astype(np.float32)
   sharding_check.assert_sharded_equals_single(
       lambda l, x: jnp.mean(losses.bernoulli_nll(l, x)), (logits, grey), [(P('data'), P('data'))])
+  levels = RNG.normal(size=(16, 3, 3, 1, 4)).astype(np.float32)
+  pixels = RNG.integers(0, 4, size=(16, 3, 3, 1)).astype(np.int32)
+  sharding_check.assert_sharded_equals_single(
+      lambda l, x: jnp.mean(losses.discretized_nll(l, x)), (levels, pixels),
+      [(P('data'), P('data'))], argnums=(0,))
