@@ -17,6 +17,7 @@ from jssl.methods import moco
 from jssl.methods import moco_v3
 from jssl.methods import nnclr
 from jssl.methods import pirl
+from jssl.methods import pixelcnn
 from jssl.methods import simclr
 from jssl.methods import simsiam
 from jssl.methods import supcon
@@ -48,6 +49,7 @@ METHODS = {
     'moco_v3': moco_v3.create,
     'nnclr': nnclr.create,
     'pirl': pirl.create,
+    'pixelcnn': pixelcnn.create,
     'simclr': simclr.create,
     'simsiam': simsiam.create,
     'supcon': supcon.create,

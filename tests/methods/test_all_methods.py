@@ -33,6 +33,9 @@ TINY_OVERRIDES = {
     'bert': {'dataset.vocab_size': 8192, 'dataset.max_length': 8, 'model.num_layers': 1,
              'model.hidden_dim': 16, 'model.mlp_dim': 32, 'model.max_length': 19,
              'eval.dataset': 'fortunes'},
+    'pixelcnn': {'pixelcnn.features': 4, 'pixelcnn.num_layers': 2,
+                 'pixelcnn.first_kernel_size': 3, 'pixelcnn.num_samples': 2},
+    'made': {'made.hidden_sizes': (16,), 'made.num_masks': 2, 'made.num_samples': 2},
     'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,
             'gan.discriminator_steps': 2},
 }

@@ -1,0 +1,133 @@
+"""Gated PixelCNN (van den Oord et al., NeurIPS 2016) on dynamically binarized images: the
+exact likelihood of an autoregressive model in raster order, with no blind spot.
+
+Data: the VAE's and MADE's (`common.binarize` in training; the test images binarized once with
+the same seed, `common.binarized_test_batches`), so the three models' `bits_per_dim` are of
+the same binary images. Each pixel is a 2-way softmax (`jssl.losses.discretized_nll` with
+levels = 2); the network is `jssl.models.pixelcnn.GatedPixelCNN` (vertical and horizontal
+stacks, gated layers, a type-A first layer).
+
+Evaluation (`evaluate`): `nll` (nats per image) and `bits_per_dim` on the first
+`config.pixelcnn.eval_examples` test images; 64 samples drawn pixel by pixel in raster order
+(`samples_step<N>.png`). Representation: the mean over positions of the last horizontal
+stack, on the grey levels in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jssl import losses
+from jssl.config import ConfigError
+from jssl.eval import evaluate as evaluation
+from jssl.eval import images as image_files
+from jssl.methods import common
+from jssl.methods.base import LossOutput
+from jssl.methods.base import Method
+from jssl.methods.base import TrainInfo
+from jssl.models.pixelcnn import GatedPixelCNN
+
+
+def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, ...]:
+  c = config.pixelcnn
+  if info.dataset is None or info.dataset.modality != 'image':
+    raise ConfigError(f'pixelcnn models images; config.dataset.name={config.dataset.name!r} is '
+                      'not an image dataset (use digits or fashion_mnist).')
+  shape = tuple(info.dataset.image_shape)
+  if shape[-1] != 1:
+    raise ConfigError(f'pixelcnn models one-channel images; {config.dataset.name!r} has '
+                      f'{shape[-1]} channels (the masks across colour channels are not built).')
+  if config.dataset.image_size != shape[0]:
+    raise ConfigError(f'pixelcnn models the stored {shape[0]}x{shape[1]} pixels; set '
+                      f'--config.dataset.image_size={shape[0]} (it is {config.dataset.image_size}).')
+  for field in ('features', 'num_layers', 'eval_examples', 'num_samples'):
+    if not isinstance(c[field], int) or c[field] < 1:
+      raise ConfigError(f'config.pixelcnn.{field}={c[field]!r} must be a positive integer.')
+  for field in ('kernel_size', 'first_kernel_size'):
+    if not isinstance(c[field], int) or c[field] < 3 or c[field] % 2 == 0:
+      raise ConfigError(f'config.pixelcnn.{field}={c[field]!r} must be an odd integer >= 3.')
+  return shape
+
+
+def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
+  """Builds the Gated PixelCNN from `config.pixelcnn` (features, layers, kernel sizes, ...)."""
+  shape = _check(config, info)
+  c = config.pixelcnn
+  num_dims = int(np.prod(shape))
+  network = GatedPixelCNN(levels=2, features=c.features, num_layers=c.num_layers,
+                          kernel_size=c.kernel_size, first_kernel_size=c.first_kernel_size)
+
+  def init(rng, example):
+    del example
+    return {'pixelcnn': network.init(rng, jnp.zeros((2,) + shape))['params']}, {}, {}
+
+  def apply(params, x):
+    return network.apply({'params': params['pixelcnn']}, x)
+
+  def prepare(rng, batch, constants):
+    del constants
+    return {'x': common.binarize(rng, batch['image']), 'label': batch['label'],
+            'index': batch['index']}
+
+  def loss(params, batch_stats, extra, inputs, step, rng):
+    del step, rng
+    x = inputs['x']
+    logits, features = apply(params, x)
+    nll = losses.discretized_nll(logits, x.astype(jnp.int32))
+    metrics = {'nll': jnp.mean(nll), 'bits_per_dim': jnp.mean(nll) / (num_dims * math.log(2))}
+    return jnp.mean(nll), LossOutput(batch_stats=batch_stats, extra=extra, metrics=metrics,
+                                     features=features)
+
+  def represent(params, batch_stats, batch, constants):
+    del batch_stats, constants
+    return apply(params, batch['image'].astype(jnp.float32) / 255.0)[1]
+
+  def nll_fn(params, batch_stats, x):
+    del batch_stats
+    return losses.discretized_nll(apply(params, x)[0], x.astype(jnp.int32))
+
+  def sample(params, batch_stats, key):
+    """`num_samples` images drawn pixel by pixel in raster order."""
+    del batch_stats
+    height, width = shape[0], shape[1]
+    keys = jax.random.split(key, height * width)
+
+    def draw(i, x):
+      row, col = i // width, i % width
+      logits = apply(params, x)[0][:, row, col, 0]  # [N, 2]
+      value = jax.random.categorical(keys[i], logits).astype(jnp.float32)
+      return x.at[:, row, col, 0].set(value)
+
+    return jax.lax.fori_loop(0, height * width, draw,
+                             jnp.zeros((c.num_samples,) + shape, jnp.float32))
+
+  jitted = {}
+
+  def evaluate(context):
+    state, test = context.state, context.dataset.test
+    if not jitted:  # compiled once per run, outputs replicated for every process
+      jitted.update(nll=evaluation.replicated_jit(nll_fn, context.mesh),
+                    sample=evaluation.replicated_jit(sample, context.mesh))
+    count = min(len(test), c.eval_examples)
+    total = 0.0
+    for start, _, binary in common.binarized_test_batches(test, count,
+                                                          context.config.eval.batch_size):
+      nll = np.asarray(jitted['nll'](state.params, state.batch_stats,
+                                     evaluation.global_array(binary, context.mesh)), np.float64)
+      total += float(np.sum(nll[:min(binary.shape[0], count - start)]))
+    nll = total / count
+    results = {'nll': nll, 'bits_per_dim': nll / (num_dims * math.log(2))}
+    if context.workdir is not None and jax.process_index() == 0:
+      samples = np.asarray(jitted['sample'](state.params, state.batch_stats, jax.random.key(0)))
+      image_files.save_grid(os.path.join(context.workdir, f'samples_step{context.step}.png'),
+                            samples, columns=8, scale=4)
+    return results
+
+  return Method(name='pixelcnn', views=(), features_dim=c.features, init=init, loss=loss,
+                encode=None, prepare=prepare, represent=represent, evaluate=evaluate)
