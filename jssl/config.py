@@ -112,6 +112,25 @@ def base_config() -> ml_collections.ConfigDict:
 DATA_PRESETS = ('digits', 'fashion_mnist', 'cifar10')
 
 
+def apply_pixel_model_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Training fields shared by the models of the stored pixels (autoencoders, MADE, PixelCNN),
+  set after `apply_data_preset`: Adam without weight decay, 100 warm-up steps, batch 128,
+  checkpoints every 500 steps, the online probe at 1e-3. They read no augmented views; the
+  augmentation preset is left valid ('small') and unused.
+
+  Returns:
+    `config`, for chaining.
+  """
+  config.augment.preset = 'small'
+  config.online_probe.learning_rate = 1e-3
+  config.optimizer.name = 'adamw'
+  config.optimizer.weight_decay = 0.0
+  config.optimizer.warmup_steps = 100
+  config.batch_size = 128
+  config.checkpoint_every = 500
+  return config
+
+
 def apply_data_preset(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """Sets dataset, model, augmentation, batch and optimizer fields shared by every method's
   config for one dataset; method configs then set their own section and any differences.

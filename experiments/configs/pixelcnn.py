@@ -22,7 +22,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
     raise ValueError(f'unknown variant {variant!r} of pixelcnn.py; choose one of: '
                      f'{", ".join(VARIANTS)}')
-  config = jssl_config.base_config()
+  # The dataset's preset first: it sets batch and optimizer fields the lines below override.
+  config = jssl_config.apply_data_preset(jssl_config.base_config(), variant)
   config.method = 'pixelcnn'
   config.pixelcnn = ml_collections.ConfigDict({
       'features': 32,  # channels of both stacks
@@ -32,22 +33,15 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
       'eval_examples': 10000,  # test images the NLL is averaged over
       'num_samples': 64,
   })
-  config.augment.preset = 'small'  # unused (no image views); kept valid
-  config.online_probe.learning_rate = 1e-3
-  config.optimizer.name = 'adamw'
-  config.optimizer.weight_decay = 0.0
-  config.optimizer.warmup_steps = 100
+  jssl_config.apply_pixel_model_defaults(config)
   config.optimizer.base_learning_rate = 1e-3 * 256 / 64  # Adam at 1e-3
   config.batch_size = 64
-  config.checkpoint_every = 500
   if variant == 'fashion_mnist':
-    jssl_config.apply_data_preset(config, 'fashion_mnist')
     config.model.widths = None
     config.pixelcnn.num_layers = 8
     config.pixelcnn.eval_examples = 2000
     config.num_steps = 3000
   else:
-    jssl_config.apply_data_preset(config, 'digits')
     config.dataset.image_size = 8
     config.num_steps = 2000
   return config

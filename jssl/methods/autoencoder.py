@@ -211,7 +211,8 @@ def default_config(method: str, variant: str | None) -> ml_collections.ConfigDic
   if variant not in DATASET_VARIANTS:
     raise ValueError(f'unknown variant {variant!r} of {method}.py; choose one of: '
                      f'{", ".join(DATASET_VARIANTS)}')
-  config = jssl_config.base_config()
+  # The dataset's preset first: it sets batch and optimizer fields the lines below override.
+  config = jssl_config.apply_data_preset(jssl_config.base_config(), variant)
   config.method = method
   config[method] = ml_collections.ConfigDict({
       'latent_dim': 16,  # the bottleneck: the code the probes read
@@ -222,14 +223,7 @@ def default_config(method: str, variant: str | None) -> ml_collections.ConfigDic
       'noise_level': 0.0,  # masking probability, or the Gaussian's standard deviation
       'eval_examples': 10000,  # test images reconstruction_mse is averaged over
   })
-  config.augment.preset = 'small'  # unused (no image views); kept valid
-  config.online_probe.learning_rate = 1e-3
-  config.optimizer.name = 'adamw'
-  config.optimizer.weight_decay = 0.0
-  config.optimizer.warmup_steps = 100
-  config.batch_size = 128
-  config.checkpoint_every = 500
-  jssl_config.apply_data_preset(config, variant)
+  jssl_config.apply_pixel_model_defaults(config)
   if variant == 'digits':
     config.dataset.image_size = 8
     config[method].latent_dim = 8

@@ -253,6 +253,22 @@ def stored_square_image(config: ml_collections.ConfigDict, info, method: str,
   return height, channels
 
 
+def stored_image_shape(config: ml_collections.ConfigDict, info, method: str) -> tuple[int, ...]:
+  """(H, W, C) of the stored training images, for a likelihood model of exactly those pixels.
+
+  Raises:
+    ConfigError: not an image dataset, or views (`config.dataset.image_size`) of another size.
+  """
+  if info.dataset is None or info.dataset.modality != 'image':
+    raise ConfigError(f'{method} models images; config.dataset.name={config.dataset.name!r} is '
+                      'not an image dataset (use digits or fashion_mnist).')
+  shape = tuple(info.dataset.image_shape)
+  if config.dataset.image_size != shape[0]:
+    raise ConfigError(f'{method} models the stored {shape[0]}x{shape[1]} pixels; set '
+                      f'--config.dataset.image_size={shape[0]} (it is {config.dataset.image_size}).')
+  return shape
+
+
 EVAL_BINARIZE_SEED = 1234  # the one binarization of the test images every evaluation uses
 
 

@@ -46,13 +46,7 @@ from jssl.models.made import MADE, made_masks
 
 def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, ...]:
   c = config.made
-  if info.dataset is None or info.dataset.modality != 'image':
-    raise ConfigError(f'made models images; config.dataset.name={config.dataset.name!r} is not '
-                      'an image dataset (use digits or fashion_mnist).')
-  shape = tuple(info.dataset.image_shape)
-  if config.dataset.image_size != shape[0]:
-    raise ConfigError(f'made models the stored {shape[0]}x{shape[1]} pixels; set '
-                      f'--config.dataset.image_size={shape[0]} (it is {config.dataset.image_size}).')
+  shape = common.stored_image_shape(config, info, 'made')
   sizes = tuple(c.hidden_sizes)
   if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
     raise ConfigError(f'config.made.hidden_sizes={c.hidden_sizes!r} must be one or more '

@@ -36,16 +36,10 @@ from jssl.models.pixelcnn import GatedPixelCNN
 
 def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, ...]:
   c = config.pixelcnn
-  if info.dataset is None or info.dataset.modality != 'image':
-    raise ConfigError(f'pixelcnn models images; config.dataset.name={config.dataset.name!r} is '
-                      'not an image dataset (use digits or fashion_mnist).')
-  shape = tuple(info.dataset.image_shape)
+  shape = common.stored_image_shape(config, info, 'pixelcnn')
   if shape[-1] != 1:
     raise ConfigError(f'pixelcnn models one-channel images; {config.dataset.name!r} has '
                       f'{shape[-1]} channels (the masks across colour channels are not built).')
-  if config.dataset.image_size != shape[0]:
-    raise ConfigError(f'pixelcnn models the stored {shape[0]}x{shape[1]} pixels; set '
-                      f'--config.dataset.image_size={shape[0]} (it is {config.dataset.image_size}).')
   for field in ('features', 'num_layers', 'eval_examples', 'num_samples'):
     if not isinstance(c[field], int) or c[field] < 1:
       raise ConfigError(f'config.pixelcnn.{field}={c[field]!r} must be a positive integer.')
