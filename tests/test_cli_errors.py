@@ -10,7 +10,6 @@ from one that has imported jax and jssl (not jssl.main, and no JAX backend), whi
 import gzip
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -105,12 +105,8 @@ def _create(config: ml_collections.ConfigDict, info: TrainInfo, name: str) -> Me
   denoising = c.noise != 'none'
 
   def init(rng, example):
-    encoder_rng, decoder_rng = jax.random.split(rng)
-    x = jnp.zeros((2, size, size, channels), jnp.float32) if example is None else example
-    encoder_vars = encoder.init(encoder_rng, x)
-    decoder_vars = decoder.init(decoder_rng, jnp.zeros((2, c.latent_dim)), train=True)
-    params = {'encoder': encoder_vars['params'], 'decoder': decoder_vars['params']}
-    return params, {'decoder': decoder_vars['batch_stats']}, {}
+    return common.init_encoder_decoder(encoder, decoder, rng, example, (size, size, channels),
+                                       c.latent_dim)
 
   def prepare(rng, batch, constants):
     del constants

@@ -269,6 +269,19 @@ def stored_image_shape(config: ml_collections.ConfigDict, info, method: str) -> 
   return shape
 
 
+def init_encoder_decoder(encoder: nn.Module, decoder: nn.Module, rng: jax.Array, example,
+                         image_shape: tuple[int, ...], latent_dim: int):
+  """(params, batch_stats, extra) of an image encoder and a decoder from `latent_dim` codes
+  (the VAE's and the autoencoders'): params {'encoder', 'decoder'}, the decoder's BatchNorm
+  statistics, no extra state. `example` (or zeros of `image_shape`) sets the input shape."""
+  encoder_rng, decoder_rng = jax.random.split(rng)
+  x = jnp.zeros((2,) + tuple(image_shape), jnp.float32) if example is None else example
+  encoder_vars = encoder.init(encoder_rng, x)
+  decoder_vars = decoder.init(decoder_rng, jnp.zeros((2, latent_dim)), train=True)
+  params = {'encoder': encoder_vars['params'], 'decoder': decoder_vars['params']}
+  return params, {'decoder': decoder_vars['batch_stats']}, {}
+
+
 EVAL_BINARIZE_SEED = 1234  # the one binarization of the test images every evaluation uses
 
 
@@ -278,6 +291,11 @@ def binarize(rng: jax.Array, images: jax.Array) -> jax.Array:
   grey = images.astype(jnp.float32) / 255.0
   keys = jax.random.split(rng, grey.shape[0])
   return jax.vmap(lambda k, x: jax.random.bernoulli(k, x).astype(jnp.float32))(keys, grey)
+
+
+def binarized_inputs(rng: jax.Array, batch: dict) -> dict:
+  """A likelihood model's `Method.prepare`: {'x': `binarize`d images, 'label', 'index'}."""
+  return {'x': binarize(rng, batch['image']), 'label': batch['label'], 'index': batch['index']}
 
 
 def binarized_test_batches(source, count: int, batch_size: int):

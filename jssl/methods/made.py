@@ -79,8 +79,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def prepare(rng, batch, constants):
     del constants
-    return {'x': common.binarize(rng, batch['image']), 'label': batch['label'],
-            'index': batch['index']}
+    return common.binarized_inputs(rng, batch)
 
   def loss(params, batch_stats, extra, inputs, step, rng):
     del step

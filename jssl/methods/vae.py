@@ -59,17 +59,12 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   num_dims = size * size * channels
 
   def init(rng, example):
-    encoder_rng, decoder_rng = jax.random.split(rng)
-    x = jnp.zeros((2, size, size, channels), jnp.float32) if example is None else example
-    encoder_vars = encoder.init(encoder_rng, x)
-    decoder_vars = decoder.init(decoder_rng, jnp.zeros((2, c.latent_dim)), train=True)
-    params = {'encoder': encoder_vars['params'], 'decoder': decoder_vars['params']}
-    return params, {'decoder': decoder_vars['batch_stats']}, {}
+    return common.init_encoder_decoder(encoder, decoder, rng, example, (size, size, channels),
+                                       c.latent_dim)
 
   def prepare(rng, batch, constants):
     del constants
-    return {'x': common.binarize(rng, batch['image']), 'label': batch['label'],
-            'index': batch['index']}
+    return common.binarized_inputs(rng, batch)
 
   def decode(params, batch_stats, z, train):
     variables = {'params': params['decoder'], 'batch_stats': batch_stats['decoder']}
