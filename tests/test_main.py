@@ -140,6 +140,11 @@ _SMALL = {
                '--config.vae.iwae_chunk=4', '--config.vae.eval_examples=64'),
     'dae.py': ('--config.dae.encoder_width=4', '--config.dae.decoder_width=4',
                '--config.dae.latent_dim=4', '--config.dae.eval_examples=64'),
+    'made.py': ("--config.made.hidden_sizes=(16,)", '--config.made.num_masks=2',
+                '--config.made.eval_examples=64', '--config.made.num_samples=2'),
+    'pixelcnn.py': ('--config.pixelcnn.features=4', '--config.pixelcnn.num_layers=2',
+                    '--config.pixelcnn.first_kernel_size=3', '--config.pixelcnn.eval_examples=64',
+                    '--config.pixelcnn.num_samples=2'),
     'bert.py': ('--config.dataset.max_length=8', '--config.model.num_layers=1',
                 '--config.model.hidden_dim=16', '--config.model.mlp_dim=32',
                 '--config.model.max_length=19', '--config.bert.eval_examples=64',
@@ -148,12 +153,13 @@ _SMALL = {
 
 
 @pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce', 'dino.py',
-                                  'gan.py:digits', 'vae.py', 'dae.py', 'bert.py', 'dgi.py:toy'])
+                                  'gan.py:digits', 'vae.py', 'dae.py', 'made.py', 'pixelcnn.py',
+                                  'bert.py', 'dgi.py:toy'])
 def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
   """MoCo (key encoder, queue and its pointer), InstDisc (memory bank, NCE's constant Z),
   DINO (EMA teacher, EMA centre, multi-crop views), the GAN (two players, two optimizer
   states, two discriminator updates per step), the VAE (binarization keys), the DAE (its
-  corruption keys), BERT (pairs and
+  corruption keys), MADE (a mask drawn per step), the PixelCNN, BERT (pairs and
   masks drawn on the device from the step's key) and DGI (a corruption per step, the graph as
   device constants)."""
   config = os.path.join(REPO, 'experiments', 'configs', spec)
