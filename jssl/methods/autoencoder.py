@@ -76,9 +76,8 @@ def corrupt(key: jax.Array, x: jax.Array, *, noise: str, level: float) -> jax.Ar
 def _check(config: ml_collections.ConfigDict, info: TrainInfo, name: str) -> tuple[int, int]:
   c = config[name]
   size, channels = common.stored_square_image(config, info, name, START_SIZES)
-  for field in ('latent_dim', 'encoder_width', 'decoder_width', 'eval_examples'):
-    if not isinstance(c[field], int) or c[field] < 1:
-      raise ConfigError(f'config.{name}.{field}={c[field]!r} must be a positive integer.')
+  common.require_positive_ints(config, name, ('latent_dim', 'encoder_width', 'decoder_width',
+                                              'eval_examples'))
   if c.loss not in LOSSES:
     raise ConfigError(f'config.{name}.loss={c.loss!r} is unknown; choose one of {LOSSES}.')
   if c.noise not in NOISES:

@@ -237,19 +237,13 @@ def stored_square_image(config: ml_collections.ConfigDict, info, method: str,
   VAE's decoder, a GAN's generator), whose networks make square images of a side in `sizes`.
 
   Raises:
-    ConfigError: not an image dataset, images of an unsupported shape, or views
-      (`config.dataset.image_size`) of another size than the stored images.
+    ConfigError: not an image dataset, views (`config.dataset.image_size`) of another size than
+      the stored images, or images of an unsupported shape.
   """
-  if info.dataset is None or info.dataset.modality != 'image':
-    raise ConfigError(f'{method} models images; config.dataset.name={config.dataset.name!r} is '
-                      'not an image dataset (use digits or fashion_mnist).')
-  height, width, channels = info.dataset.image_shape
+  height, width, channels = stored_image_shape(config, info, method)
   if height != width or height not in sizes:
     raise ConfigError(f'{method}: its networks make square images of side {sorted(sizes)}; '
                       f'{config.dataset.name!r} stores {height}x{width}.')
-  if config.dataset.image_size != height:
-    raise ConfigError(f'{method} models the stored {height}x{width} pixels; set '
-                      f'--config.dataset.image_size={height} (it is {config.dataset.image_size}).')
   return height, channels
 
 
@@ -267,6 +261,15 @@ def stored_image_shape(config: ml_collections.ConfigDict, info, method: str) -> 
     raise ConfigError(f'{method} models the stored {shape[0]}x{shape[1]} pixels; set '
                       f'--config.dataset.image_size={shape[0]} (it is {config.dataset.image_size}).')
   return shape
+
+
+def require_positive_ints(config: ml_collections.ConfigDict, section: str,
+                          fields: tuple[str, ...]) -> None:
+  """Raises ConfigError naming the first of `config.<section>.<field>` that is not an int >= 1."""
+  for field in fields:
+    value = config[section][field]
+    if not isinstance(value, int) or value < 1:
+      raise ConfigError(f'config.{section}.{field}={value!r} must be a positive integer.')
 
 
 def init_encoder_decoder(encoder: nn.Module, decoder: nn.Module, rng: jax.Array, example,

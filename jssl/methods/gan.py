@@ -49,10 +49,9 @@ def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, int
   if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
     raise ConfigError(f'config.gan.discriminator_steps={steps!r}: the discriminator must take at '
                       'least 1 update per generator update (k >= 1; DCGAN uses 1).')
-  for field in ('latent_dim', 'generator_width', 'discriminator_width', 'eval_samples',
-                'classifier_steps'):
-    if not isinstance(c[field], int) or c[field] < 1:
-      raise ConfigError(f'config.gan.{field}={c[field]!r} must be a positive integer.')
+  common.require_positive_ints(config, 'gan', ('latent_dim', 'generator_width',
+                                               'discriminator_width', 'eval_samples',
+                                               'classifier_steps'))
   if c.eval_samples < 2:
     raise ConfigError('config.gan.eval_samples must be >= 2 (a covariance needs two samples).')
   if c.discriminator_norm not in NORMS:

@@ -51,9 +51,7 @@ def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, ...
   if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
     raise ConfigError(f'config.made.hidden_sizes={c.hidden_sizes!r} must be one or more '
                       'positive integers, e.g. (500,).')
-  for field in ('num_masks', 'eval_examples', 'num_samples'):
-    if not isinstance(c[field], int) or c[field] < 1:
-      raise ConfigError(f'config.made.{field}={c[field]!r} must be a positive integer.')
+  common.require_positive_ints(config, 'made', ('num_masks', 'eval_examples', 'num_samples'))
   return shape
 
 

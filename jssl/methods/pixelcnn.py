@@ -40,9 +40,8 @@ def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, ...
   if shape[-1] != 1:
     raise ConfigError(f'pixelcnn models one-channel images; {config.dataset.name!r} has '
                       f'{shape[-1]} channels (the masks across colour channels are not built).')
-  for field in ('features', 'num_layers', 'eval_examples', 'num_samples'):
-    if not isinstance(c[field], int) or c[field] < 1:
-      raise ConfigError(f'config.pixelcnn.{field}={c[field]!r} must be a positive integer.')
+  common.require_positive_ints(config, 'pixelcnn', ('features', 'num_layers', 'eval_examples',
+                                                    'num_samples'))
   for field in ('kernel_size', 'first_kernel_size'):
     if not isinstance(c[field], int) or c[field] < 3 or c[field] % 2 == 0:
       raise ConfigError(f'config.pixelcnn.{field}={c[field]!r} must be an odd integer >= 3.')

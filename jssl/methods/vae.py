@@ -39,10 +39,8 @@ from jssl.models.generative import START_SIZES
 def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, int]:
   c = config.vae
   height, channels = common.stored_square_image(config, info, 'vae', START_SIZES)
-  for field in ('latent_dim', 'encoder_width', 'decoder_width', 'iwae_samples', 'eval_examples',
-                'iwae_chunk'):
-    if not isinstance(c[field], int) or c[field] < 1:
-      raise ConfigError(f'config.vae.{field}={c[field]!r} must be a positive integer.')
+  common.require_positive_ints(config, 'vae', ('latent_dim', 'encoder_width', 'decoder_width',
+                                               'iwae_samples', 'eval_examples', 'iwae_chunk'))
   if c.iwae_samples % c.iwae_chunk:
     raise ConfigError(f'config.vae.iwae_samples={c.iwae_samples} must be a multiple of '
                       f'config.vae.iwae_chunk={c.iwae_chunk}.')
