@@ -33,6 +33,7 @@ import jax
 from jssl.train.loop import Run
 from jssl.train.loop import train_and_evaluate
 from jssl.train.metrics import read_metrics
+import stage_one
 
 tfds = pytest.importorskip('tensorflow_datasets')
 
@@ -138,6 +139,11 @@ def test_builds_validates_and_traces(path, variant, tfds_dir, fashion_dir, tmp_p
     # state), then the programs are traced at a batch the stand-in holds.
     validate_config(config, device_count=jax.device_count())
     config.batch_size = 192
+  if config.method == 'vqvae_prior':  # the prior reads a stage-one workdir: one at step 0
+    stage = _config(os.path.join(REPO, 'experiments', 'configs', 'vqvae.py'), variant,
+                    tfds_dir, fashion_dir)
+    config.vqvae_prior.stage_one_workdir = stage_one.write_stage_one(
+        stage, str(tmp_path / 'stage_one'))
   run = Run(config, str(tmp_path), abstract=True)
   try:
     traced = run.trace()

@@ -145,6 +145,11 @@ _SMALL = {
     'pixelcnn.py': ('--config.pixelcnn.features=4', '--config.pixelcnn.num_layers=2',
                     '--config.pixelcnn.first_kernel_size=3', '--config.pixelcnn.eval_examples=64',
                     '--config.pixelcnn.num_samples=2'),
+    'vqvae.py': ('--config.vqvae.width=4', '--config.vqvae.code_dim=4',
+                 '--config.vqvae.num_codes=8', '--config.vqvae.num_residual=1',
+                 '--config.vqvae.eval_examples=64',
+                 # 5 steps an epoch, so the resumed run restarts dead codes at epochs 1 and 2
+                 '--config.batch_size=256', '--config.vqvae.dead_threshold=100'),
     'bert.py': ('--config.dataset.max_length=8', '--config.model.num_layers=1',
                 '--config.model.hidden_dim=16', '--config.model.mlp_dim=32',
                 '--config.model.max_length=19', '--config.bert.eval_examples=64',
@@ -154,13 +159,14 @@ _SMALL = {
 
 @pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce', 'dino.py',
                                   'gan.py:digits', 'vae.py', 'dae.py', 'made.py', 'pixelcnn.py',
-                                  'bert.py', 'dgi.py:toy'])
+                                  'vqvae.py', 'bert.py', 'dgi.py:toy'])
 def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
   """MoCo (key encoder, queue and its pointer), InstDisc (memory bank, NCE's constant Z),
   DINO (EMA teacher, EMA centre, multi-crop views), the GAN (two players, two optimizer
   states, two discriminator updates per step), the VAE (binarization keys), the DAE (its
   corruption keys), MADE (a mask drawn per step), the PixelCNN, BERT (pairs and
-  masks drawn on the device from the step's key) and DGI (a corruption per step, the graph as
+  masks drawn on the device from the step's key), the VQ-VAE (EMA codebook statistics and code
+  usage) and DGI (a corruption per step, the graph as
   device constants)."""
   config = os.path.join(REPO, 'experiments', 'configs', spec)
   flags = ('--config.eval.at_start=false', *_SMALL.get(spec, ()))
@@ -170,6 +176,8 @@ def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
   _run_and_sigkill_after_first_checkpoint(workdir, *flags, config=config)
   run_main(workdir, *flags, config=config)
   assert metrics(workdir) == metrics(reference)
+  if spec == 'vqvae.py':
+    assert max(r.get('code_restarts', 0) for r in metrics(workdir)) > 0
 
 
 # Bad command lines (config, flags, workdir, data, processes): tests/test_cli_errors.py.

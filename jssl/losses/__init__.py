@@ -31,6 +31,8 @@ from jssl.losses.generative import (
     discretized_nll,
     gaussian_kl,
     gaussian_log_density,
+    vq_codebook_losses,
+    VQResult,
 )
 from jssl.losses.graph import dgi
 from jssl.losses.language import mlm_loss
@@ -74,4 +76,6 @@ __all__ = [
     'triplet',
     'vicreg',
     'vicreg_terms',
+    'vq_codebook_losses',
+    'VQResult',
 ]

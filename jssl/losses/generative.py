@@ -1,10 +1,14 @@
-"""Losses of generative models: the Gaussian KL of a VAE, a Bernoulli decoder's likelihood.
+"""Losses of generative models: the Gaussian KL of a VAE, a Bernoulli decoder's likelihood,
+per-pixel softmax likelihoods, VQ-VAE's vector quantisation.
 
 Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014; Burda, Grosse & Salakhutdinov,
-"Importance Weighted Autoencoders", ICLR 2016.
+"Importance Weighted Autoencoders", ICLR 2016; van den Oord, Vinyals & Kavukcuoglu, "Neural
+Discrete Representation Learning", NeurIPS 2017.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,3 +85,54 @@ def gaussian_log_density(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> j
   """log N(z; mean, diag(exp(log_var))) summed over the last axis: [..., Z] -> [...]."""
   return -0.5 * jnp.sum(jnp.log(2 * jnp.pi) + log_var
                         + jnp.square(z - mean) * jnp.exp(-log_var), axis=-1)
+
+
+class VQResult(NamedTuple):
+  """What `vq_codebook_losses` returns.
+
+  Attributes:
+    quantized: [..., D] the nearest codes, with the straight-through gradient: the forward
+      value is codebook[indices], the gradient with respect to it flows to `z_e` unchanged.
+    indices: [...] int32 index of the nearest code of every vector.
+    codebook_loss: scalar, mean over vectors of ||sg(z_e) - e||^2 (moves the codes).
+    commitment_loss: scalar, `commitment` * mean over vectors of ||z_e - sg(e)||^2 (keeps the
+      encoder's outputs near their codes).
+  """
+  quantized: jax.Array
+  indices: jax.Array
+  codebook_loss: jax.Array
+  commitment_loss: jax.Array
+
+
+def vq_codebook_losses(z_e: jax.Array, codebook: jax.Array, *, commitment: float) -> VQResult:
+  """Vector quantisation of VQ-VAE (van den Oord, Vinyals & Kavukcuoglu, NeurIPS 2017).
+
+  Every D-vector of `z_e` is replaced by its nearest code in Euclidean distance. The two loss
+  terms of the paper's objective are returned separately: the codebook term trains the codes
+  (with the EMA update of the paper's appendix it is left out and the codes are set from running
+  averages instead), the commitment term the encoder (beta = 0.25 in the paper). Squared
+  distances are summed over D and averaged over the vectors.
+
+  Args:
+    z_e: [..., D] encoder outputs (e.g. [B, H, W, D]).
+    codebook: [K, D] the codes.
+    commitment: beta, the weight of the commitment term.
+
+  Returns:
+    A `VQResult` (quantized [..., D], indices [...], codebook_loss, commitment_loss).
+  """
+  if z_e.shape[-1] != codebook.shape[-1] or codebook.ndim != 2:
+    raise ValueError(f'vq_codebook_losses: z_e {z_e.shape} must end in the codes\' size D of '
+                     f'codebook [K, D] {codebook.shape}.')
+  z = jnp.asarray(z_e, jnp.float32)
+  codes = jnp.asarray(codebook, jnp.float32)
+  flat = z.reshape(-1, z.shape[-1])
+  distances = (jnp.sum(jnp.square(flat), axis=-1, keepdims=True) - 2.0 * flat @ codes.T
+               + jnp.sum(jnp.square(codes), axis=-1)[None])
+  indices = jnp.argmin(distances, axis=-1).astype(jnp.int32)
+  nearest = codes[indices].reshape(z.shape)
+  codebook_loss = jnp.mean(jnp.sum(jnp.square(jax.lax.stop_gradient(z) - nearest), axis=-1))
+  commitment_loss = commitment * jnp.mean(
+      jnp.sum(jnp.square(z - jax.lax.stop_gradient(nearest)), axis=-1))
+  quantized = z + jax.lax.stop_gradient(nearest - z)
+  return VQResult(quantized, indices.reshape(z.shape[:-1]), codebook_loss, commitment_loss)

@@ -25,6 +25,8 @@ from jssl.methods import swav
 from jssl.methods import triplet
 from jssl.methods import vae
 from jssl.methods import vicreg
+from jssl.methods import vqvae
+from jssl.methods import vqvae_prior
 from jssl.methods.base import Batch
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
@@ -57,6 +59,8 @@ METHODS = {
     'triplet': triplet.create,
     'vae': vae.create,
     'vicreg': vicreg.create,
+    'vqvae': vqvae.create,
+    'vqvae_prior': vqvae_prior.create,
 }
 
 # The modality of the data each method trains on; every method not listed trains on images.

@@ -75,7 +75,8 @@ class GatedLayer(nn.Module):
 
 
 class GatedPixelCNN(nn.Module):
-  """``images [B, H, W, 1] in [0, 1] -> (logits [B, H, W, 1, levels], features [B, F])``.
+  """``images [B, H, W, 1] in [0, 1] -> (logits [B, H, W, 1, levels], features [B, F])``
+  (or integer grids [B, H, W] with `embed_inputs`).
 
   The first layer has a k_first x k_first receptive footprint (type A), the others k x k
   (type B); two 1x1 ReLU layers map the horizontal stack to per-pixel logits over `levels`
@@ -88,20 +89,30 @@ class GatedPixelCNN(nn.Module):
     num_layers: gated layers (the first is type A).
     kernel_size: k of the type-B layers.
     first_kernel_size: k of the type-A layer (7 in the paper).
+    embed_inputs: the input is a grid of integer values in [0, levels) [B, H, W] (e.g. the
+      codes of a VQ-VAE, whose prior this then is), embedded in `features` channels; the
+      type-A first layer hides each position's whole embedding from its own prediction.
   """
   levels: int = 2
   features: int = 32
   num_layers: int = 6
   kernel_size: int = 3
   first_kernel_size: int = 7
+  embed_inputs: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    if images.ndim != 4 or images.shape[-1] != 1:
+    if self.embed_inputs:  # a grid of discrete codes (a VQ-VAE's prior): one variable each
+      if images.ndim != 3:
+        raise ValueError('GatedPixelCNN with embed_inputs models integer grids [batch, height, '
+                         f'width]; got {images.shape}.')
+      x = nn.Embed(self.levels, self.features, name='embed')(images.astype(jnp.int32))
+    elif images.ndim != 4 or images.shape[-1] != 1:
       raise ValueError('GatedPixelCNN models one-channel images [batch, height, width, 1]; '
                        f'got {images.shape} (colour channels need the masks across channels '
                        'of van den Oord et al. 2016, not implemented).')
-    x = images.astype(jnp.float32)
+    else:
+      x = images.astype(jnp.float32)
     # The vertical stack starts from the input too, shifted down by one row inside the first
     # layer's vertical-to-horizontal link; as a vertical stack it may see its own row.
     v, h = GatedLayer(self.features, self.first_kernel_size, first=True, name='layer_0')(x, x)

@@ -1,5 +1,6 @@
-"""gaussian_kl, the Bernoulli likelihood and NLL, the discretized NLL and the GAN players' losses
-against naive references, their gradients, and 8 simulated devices against one."""
+"""gaussian_kl, the Bernoulli likelihood and NLL, the discretized NLL, VQ-VAE's quantiser and the
+GAN players' losses against naive references, their gradients, and 8 simulated devices against
+one."""
 
 import itertools
 
@@ -80,6 +81,50 @@ def test_discretized_nll_against_a_loop_over_pixels():
     losses.discretized_nll(logits, x[:, :1])
 
 
+def _vq_inputs():
+  z_e = RNG.normal(size=(16, 2, 2, 3)).astype(np.float32)
+  codebook = RNG.normal(size=(6, 3)).astype(np.float32)
+  return z_e, codebook
+
+
+def _vq_objective(z_e, codebook):
+  """A decoder stand-in (a fixed quadratic of the quantised vectors) plus both VQ terms."""
+  out = losses.vq_codebook_losses(z_e, codebook, commitment=0.25)
+  return jnp.mean(jnp.square(out.quantized - 0.5)) + out.codebook_loss + out.commitment_loss
+
+
+def test_vq_codebook_losses_against_a_loop_and_the_straight_through_gradient():
+  z_e, codebook = _vq_inputs()
+  out = losses.vq_codebook_losses(z_e, codebook, commitment=0.25)
+  flat = z_e.reshape(-1, 3).astype(np.float64)
+  want_idx, nearest = [], []
+  for v in flat:  # the nearest code of each vector, by a loop over the codes
+    d = [np.sum((v - e) ** 2) for e in codebook.astype(np.float64)]
+    want_idx.append(int(np.argmin(d)))
+    nearest.append(codebook[want_idx[-1]])
+  nearest = np.asarray(nearest)
+  np.testing.assert_array_equal(out.indices, np.asarray(want_idx).reshape(16, 2, 2))
+  np.testing.assert_allclose(out.quantized, nearest.reshape(z_e.shape), rtol=1e-6)
+  squared = np.mean(np.sum((flat - nearest) ** 2, axis=1))
+  np.testing.assert_allclose(out.codebook_loss, squared, rtol=1e-5)
+  np.testing.assert_allclose(out.commitment_loss, 0.25 * squared, rtol=1e-5)
+  # Straight through: the gradient of f(quantized) reaches z_e as f'(nearest) unchanged; the
+  # codebook term moves only the codes, the commitment term only z_e.
+  grad_z = jax.grad(lambda z: jnp.sum(jnp.square(losses.vq_codebook_losses(
+      z, codebook, commitment=0.25).quantized)))(z_e)
+  np.testing.assert_allclose(grad_z, 2 * nearest.reshape(z_e.shape), rtol=1e-5)
+  grad_z, grad_e = jax.grad(lambda z, e: losses.vq_codebook_losses(
+      z, e, commitment=0.25).codebook_loss, argnums=(0, 1))(z_e, codebook)
+  assert np.all(np.asarray(grad_z) == 0) and np.any(np.asarray(grad_e) != 0)
+  grad_z, grad_e = jax.grad(lambda z, e: losses.vq_codebook_losses(
+      z, e, commitment=0.25).commitment_loss, argnums=(0, 1))(z_e, codebook)
+  np.testing.assert_allclose(grad_z, 0.25 * 2 * (z_e - nearest.reshape(z_e.shape)) / 64,
+                             rtol=1e-4, atol=1e-7)
+  assert np.all(np.asarray(grad_e) == 0)
+  with pytest.raises(ValueError, match='codes'):
+    losses.vq_codebook_losses(z_e, codebook[:, :2], commitment=0.25)
+
+
 def test_gan_losses_match_their_definitions():
   real = RNG.normal(size=(32,)).astype(np.float32)
   fake = RNG.normal(size=(24,)).astype(np.float32)
@@ -111,6 +156,8 @@ def test_eight_devices_equal_one():
   grey = RNG.random(size=(16, 4, 4, 1)).astype(np.float32)
   sharding_check.assert_sharded_equals_single(
       lambda l, x: jnp.mean(losses.bernoulli_nll(l, x)), (logits, grey), [(P('data'), P('data'))])
+  sharding_check.assert_sharded_equals_single(
+      _vq_objective, _vq_inputs(), [(P('data'), P()), (P('data', None, None, None), P(None))])
   levels = RNG.normal(size=(16, 3, 3, 1, 4)).astype(np.float32)
   pixels = RNG.integers(0, 4, size=(16, 3, 3, 1)).astype(np.int32)
   sharding_check.assert_sharded_equals_single(

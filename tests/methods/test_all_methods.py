@@ -18,6 +18,7 @@ from jssl import methods
 from jssl.config import load_config
 from jssl.train.checkpoint import Checkpointer
 from jssl.train.loop import Run
+import stage_one
 import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,6 +37,10 @@ TINY_OVERRIDES = {
     'pixelcnn': {'pixelcnn.features': 4, 'pixelcnn.num_layers': 2,
                  'pixelcnn.first_kernel_size': 3, 'pixelcnn.num_samples': 2},
     'made': {'made.hidden_sizes': (16,), 'made.num_masks': 2, 'made.num_samples': 2},
+    'vqvae': {'vqvae.width': 4, 'vqvae.code_dim': 4, 'vqvae.num_codes': 8,
+              'vqvae.num_residual': 1},
+    'vqvae_prior': {'vqvae_prior.features': 4, 'vqvae_prior.num_layers': 2,
+                    'vqvae_prior.num_samples': 2},
     'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,
             'gan.discriminator_steps': 2},
 }
@@ -82,6 +87,9 @@ def _step(run, batch):
 def run_record(name, workdir):
   """Runs one method on 1 and on 8 devices, checkpointing and restoring the 8-device run."""
   config = tiny_config(name)
+  if name == 'vqvae_prior':  # the prior reads the codes of a trained stage one
+    config.vqvae_prior.stage_one_workdir = stage_one.write_stage_one(
+        tiny_config('vqvae'), os.path.join(workdir, 'stage_one'), steps=1)
   one = Run(config, os.path.join(workdir, 'one'), devices=jax.devices()[:1])
   eight = Run(config, os.path.join(workdir, 'eight'))
   assert eight.mesh.devices.size == 8
