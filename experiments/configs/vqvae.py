@@ -2,11 +2,11 @@
 gradient, commitment loss, EMA codebook and dead-code restarts, on binarized images
 (jssl/methods/vqvae.py). Stage two, the PixelCNN prior over its codes, is vqvae_prior.py.
 
-Default (digits, 8x8, the embedded dataset; 4x4 codes from 64):
+Default (digits, 8x8, the embedded dataset; 4x4 codes from 8):
   python -m jssl.main --config=experiments/configs/vqvae.py --workdir=runs/vqvae_digits
 
 Variants (`vqvae.py:<variant>`):
-  digits           scikit-learn's 8x8 digits, 4x4 grid of 16-d codes, K = 64, EMA (default)
+  digits           scikit-learn's 8x8 digits, 4x4 grid of 16-d codes, K = 8, EMA (default)
   digits_gradient  the same with the codebook trained by the codebook loss (no EMA)
   fashion_mnist    Fashion-MNIST 28x28, 7x7 grid of 32-d codes, K = 128, EMA
 Any field can be overridden: --config.vqvae.num_codes=512 --config.vqvae.commitment=0.5
@@ -29,7 +29,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
                                          variant.removesuffix('_gradient'))
   config.method = 'vqvae'
   config.vqvae = ml_collections.ConfigDict({
-      'num_codes': 64,  # K
+      'num_codes': 8,  # K; on digits 8 gave 0.501 two-stage bits/dim, 16 gave 0.553
       'code_dim': 16,  # D
       'width': 32,  # channels of encoder and decoder
       'downsamplings': 1,  # stride-2 layers: 8x8 -> 4x4 codes
