@@ -31,6 +31,7 @@ from jssl.losses.generative import (
     discretized_nll,
     gaussian_kl,
     gaussian_log_density,
+    mae_loss,
     vq_codebook_losses,
     VQResult,
 )
@@ -63,6 +64,7 @@ __all__ = [
     'info_nce',
     'info_nce_blockwise',
     'l2_normalize',
+    'mae_loss',
     'margin_contrastive',
     'mlm_loss',
     'nce',

@@ -136,3 +136,30 @@ def vq_codebook_losses(z_e: jax.Array, codebook: jax.Array, *, commitment: float
       jnp.sum(jnp.square(z - jax.lax.stop_gradient(nearest)), axis=-1))
   quantized = z + jax.lax.stop_gradient(nearest - z)
   return VQResult(quantized, indices.reshape(z.shape[:-1]), codebook_loss, commitment_loss)
+
+
+def mae_loss(pred: jax.Array, target: jax.Array, mask: jax.Array, *,
+             norm_pix: bool) -> jax.Array:
+  """Masked autoencoder reconstruction loss (He et al., "Masked Autoencoders Are Scalable
+  Vision Learners", CVPR 2022): the mean squared error of the masked patches only.
+
+  Args:
+    pred: [B, N, P] predicted patches (P = pixels per patch x channels).
+    target: [B, N, P] the images' patches (`jssl.models.vit.patchify`).
+    mask: [B, N], 1 where the patch was masked (removed from the encoder), 0 where visible.
+    norm_pix: normalise each target patch by its own mean and variance over its P values,
+      (t - mean) / sqrt(var + 1e-6) (the paper's normalised-pixel target; the population
+      variance).
+
+  Returns:
+    float32 scalar: sum_{b,n} mask * mean_p (pred - target)^2 / sum_{b,n} mask.
+  """
+  pred = pred.astype(jnp.float32)
+  target = jax.lax.stop_gradient(target.astype(jnp.float32))
+  mask = mask.astype(jnp.float32)
+  if norm_pix:
+    mean = jnp.mean(target, axis=-1, keepdims=True)
+    var = jnp.var(target, axis=-1, keepdims=True)
+    target = (target - mean) / jnp.sqrt(var + 1e-6)
+  per_patch = jnp.mean(jnp.square(pred - target), axis=-1)
+  return jnp.sum(per_patch * mask) / jnp.maximum(jnp.sum(mask), 1.0)

@@ -12,6 +12,7 @@ from jssl.methods import gan
 from jssl.methods import instdisc
 from jssl.methods import local_aggregation
 from jssl.methods import made
+from jssl.methods import mae
 from jssl.methods import meanshift
 from jssl.methods import moco
 from jssl.methods import moco_v3
@@ -46,6 +47,7 @@ METHODS = {
     'instdisc': instdisc.create,
     'local_aggregation': local_aggregation.create,
     'made': made.create,
+    'mae': mae.create,
     'meanshift': meanshift.create,
     'moco': moco.create,
     'moco_v3': moco_v3.create,

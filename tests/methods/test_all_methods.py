@@ -41,6 +41,9 @@ TINY_OVERRIDES = {
               'vqvae.num_residual': 1},
     'vqvae_prior': {'vqvae_prior.features': 4, 'vqvae_prior.num_layers': 2,
                     'vqvae_prior.num_samples': 2},
+    'mae': {'mae.num_layers': 1, 'mae.num_heads': 2, 'mae.mlp_dim': 16,
+            'mae.decoder_num_layers': 1, 'mae.decoder_num_heads': 2, 'mae.decoder_mlp_dim': 16,
+            'mae.eval_examples': 64},
     'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,
             'gan.discriminator_steps': 2},
 }
