@@ -1,5 +1,5 @@
 """A VQ-VAE stage-one workdir for the tests of its prior (jssl/methods/vqvae_prior.py): the run
-record and a checkpoint, as `jssl.main` leaves them, after `steps` steps of `config`.
+record and a checkpoint, as `jssl.main` leaves them.
 
 Importable from every test module (tests/ is on sys.path, as for shared_run.py).
 """
@@ -13,21 +13,24 @@ from jssl.train.checkpoint import Checkpointer
 from jssl.train.loop import Run
 
 
-def write_stage_one(config, workdir, steps=0, evaluate=False):
-  """Trains `config` (a vqvae config) for `steps` steps in `workdir` and saves it there the
-  way the CLI does (record, then checkpoint). Returns `workdir`; with `evaluate`, the saved
-  state (host arrays) and the run's evaluation of it instead."""
+def save(run, workdir):
+  """Saves `run` (a vqvae `Run`) in `workdir` the way the CLI does: record, then checkpoint."""
+  os.makedirs(workdir, exist_ok=True)
+  workdir_record.write_record(run.config, workdir, run.state)
+  checkpointer = Checkpointer(workdir)
+  checkpointer.save(int(run.state.step), run.state, run.iterator.get_state())
+  checkpointer.close()
+  return workdir
+
+
+def write_stage_one(config, workdir, steps=0):
+  """Trains `config` (a vqvae config) for `steps` steps and `save`s it in `workdir`; returns
+  `workdir`."""
   os.makedirs(workdir, exist_ok=True)
   run = Run(config, workdir, devices=jax.devices()[:1])
   try:
     for _ in range(steps):
       run.advance(next(run.iterator))
-    workdir_record.write_record(config, workdir, run.state)
-    checkpointer = Checkpointer(workdir)
-    checkpointer.save(steps, run.state, run.iterator.get_state())
-    checkpointer.close()
-    if evaluate:
-      return jax.device_get(run.state), run.evaluate()
+    return save(run, workdir)
   finally:
     run.iterator.close()
-  return workdir

@@ -78,7 +78,7 @@ def test_ema_update_restarts_and_optimizer_rows_against_numpy():
   np.testing.assert_array_equal(reset['mu']['encoder']['kernel'], 1.0)
 
 
-def test_loss_by_hand_ema_and_gradient_codebooks_restarts_and_evaluation(tmp_path):
+def test_vqvae_loss_by_hand_codebooks_restarts_evaluation_and_its_prior(tmp_path):
   config = _config()
   run = Run(config, str(tmp_path), devices=jax.devices()[:1])
   batch = run.device_batch(next(run.iterator))
@@ -157,13 +157,16 @@ def test_loss_by_hand_ema_and_gradient_codebooks_restarts_and_evaluation(tmp_pat
   assert 1 <= results['test_codebook_perplexity'] <= results['test_codes_used'] <= K
   assert 0 <= results['knn_top1'] <= 1 and 0 <= results['linear_top1'] <= 1
   assert os.path.getsize(tmp_path / f'reconstructions_step{int(run.state.step)}.png') > 100
-  run.iterator.close()
 
-
-def test_prior_codes_loss_two_stage_bits_and_samples(tmp_path):
+  # Stage two over this run's codes (one test: the trained stage one and its evaluation are
+  # this run's, so they are compiled once).
   stage_dir = str(tmp_path / 'stage_one')
-  stage_state, stage_results = stage_one.write_stage_one(_config(), stage_dir, steps=2,
-                                                         evaluate=True)
+  stage_one.save(run, stage_dir)
+  run.iterator.close()
+  _check_prior(tmp_path, stage_dir, jax.device_get(run.state), results)
+
+
+def _check_prior(tmp_path, stage_dir, stage_state, stage_results):
 
   config = tiny.tiny_config('vqvae_prior', features=4, num_layers=2, num_samples=2,
                             eval_examples=64, stage_one_workdir=stage_dir)
@@ -225,10 +228,11 @@ def test_the_prior_over_codes_sees_only_the_codes_before_each_position():
                           embed_inputs=True)
   codes = jnp.asarray(np.random.default_rng(0).integers(0, 5, (1, 3, 3)))
   params = network.init(jax.random.key(0), codes)['params']
-  base = np.asarray(network.apply({'params': params}, codes)[0]).reshape(9, 5)
+  logits_of = jax.jit(lambda x: network.apply({'params': params}, x)[0])
+  base = np.asarray(logits_of(codes)).reshape(9, 5)
   for position in range(9):
     changed = codes.reshape(-1).at[position].set((codes.reshape(-1)[position] + 1) % 5)
-    logits = np.asarray(network.apply({'params': params}, changed.reshape(1, 3, 3))[0])
+    logits = np.asarray(logits_of(changed.reshape(1, 3, 3)))
     differs = np.any(logits.reshape(9, 5) != base, axis=1)
     assert not np.any(differs[:position + 1]), position  # nothing at or before it moves
     if position < 8:
