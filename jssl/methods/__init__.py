@@ -8,6 +8,7 @@ from jssl.methods import cmc
 from jssl.methods import deepcluster
 from jssl.methods import dgi
 from jssl.methods import dino
+from jssl.methods import flow
 from jssl.methods import gan
 from jssl.methods import instdisc
 from jssl.methods import local_aggregation
@@ -43,6 +44,7 @@ METHODS = {
     'deepcluster': deepcluster.create,
     'dgi': dgi.create,
     'dino': dino.create,
+    'flow': flow.create,
     'gan': gan.create,
     'instdisc': instdisc.create,
     'local_aggregation': local_aggregation.create,

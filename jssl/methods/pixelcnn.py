@@ -115,8 +115,10 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
       total += float(np.sum(nll[:min(binary.shape[0], count - start)]))
     nll = total / count
     results = {'nll': nll, 'bits_per_dim': nll / (num_dims * math.log(2))}
-    if context.workdir is not None and jax.process_index() == 0:
+    samples = None
+    if context.workdir is not None:  # the sampler is one program over every process
       samples = np.asarray(jitted['sample'](state.params, state.batch_stats, jax.random.key(0)))
+    if samples is not None and jax.process_index() == 0:
       image_files.save_grid(os.path.join(context.workdir, f'samples_step{context.step}.png'),
                             samples, columns=8, scale=4)
     return results
