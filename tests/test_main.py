@@ -26,6 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, 'experiments', 'configs', 'simclr.py')
 TINY = ['--config.batch_size=32', '--config.num_steps=12', '--config.checkpoint_every=3',
         '--config.optimizer.warmup_steps=2', '--config.eval.linear_steps=10',
+        '--config.eval.linear_l2_grid=(1e-4,)',
         '--config.eval.batch_size=256', '--config.model.projection_hidden_dim=32',
         '--config.model.projection_dim=16']
 

@@ -19,14 +19,17 @@ BATCH = 8
 
 def tiny_config(name, *, projection_dim=8, image_size=None, variant=None, **section):
   """`experiments/configs/<name>.py[:variant]` (default digits) with a 4/8-channel CNN, a
-  16-wide projector hidden layer, `projection_dim` outputs, batch BATCH and `config.<name>`
-  fields overridden."""
+  16-wide projector hidden layer, `projection_dim` outputs, batch BATCH, a 20-step linear probe
+  at one L2 weight and `config.<name>` fields overridden."""
   spec = os.path.join(REPO, 'experiments', 'configs', f'{name}.py')
   config = load_config(spec + (f':{variant}' if variant else ''))
   config.model.widths = (4, 8)
   config.model.projection_hidden_dim = 16
   config.model.projection_dim = projection_dim
   config.batch_size = BATCH
+  # Probes that run in seconds (they are checked for their own sake in tests/eval).
+  config.eval.linear_steps = 20
+  config.eval.linear_l2_grid = (1e-4,)
   if image_size is not None:
     config.dataset.image_size = image_size
   for key, value in section.items():
