@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import os
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
@@ -20,6 +21,7 @@ import numpy as np
 
 from jssl import augment
 from jssl import models
+from jssl.eval import images as image_files
 from jssl.config import ConfigError
 from jssl.methods import memory
 
@@ -313,3 +315,15 @@ def binarized_test_batches(source, count: int, batch_size: int):
     indices = np.arange(start, start + batch_size) % count
     grey = source.get_batch(indices)['image'].astype(np.float32) / 255.0
     yield start, grey, (rng.random(grey.shape) < grey).astype(np.float32)
+
+
+def write_samples(context, sample_fn, *args, columns: int = 8, scale: int = 4) -> None:
+  """Writes `sample_fn(*args)` (images [N, H, W, C] in [0, 1]) to the workdir as
+  samples_step<N>.png. The sampler is one program over the mesh, so every process runs it;
+  process 0 writes. Nothing happens without a workdir (`context.workdir` None)."""
+  if context.workdir is None:
+    return
+  samples = np.asarray(sample_fn(*args))
+  if jax.process_index() == 0:
+    image_files.save_grid(os.path.join(context.workdir, f'samples_step{context.step}.png'),
+                          samples, columns=columns, scale=scale)

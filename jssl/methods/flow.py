@@ -24,7 +24,6 @@ dequantized at the centre of its bin (u = 1/2): deterministic, and a bijection o
 from __future__ import annotations
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +32,6 @@ import numpy as np
 
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
-from jssl.eval import images as image_files
 from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
@@ -142,12 +140,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
       total += float(np.sum(nll[:min(batch_size, count - start)]))
     nll = total / count
     results = {'nll': nll, 'bits_per_dim': nll / (num_dims * math.log(2))}
-    samples = None
-    if context.workdir is not None:  # the sampler is one program over every process
-      samples = np.asarray(jitted['sample'](state.params, state.batch_stats, jax.random.key(0)))
-    if samples is not None and jax.process_index() == 0:
-      image_files.save_grid(os.path.join(context.workdir, f'samples_step{context.step}.png'),
-                            samples, columns=8, scale=4)
+    common.write_samples(context, jitted['sample'], state.params, state.batch_stats,
+                         jax.random.key(0))
     return results
 
   return Method(name='flow', views=(), features_dim=num_dims, init=init, loss=loss,

@@ -26,7 +26,6 @@ grey levels in [0, 1]: a MADE has no bottleneck, so this is the nearest thing to
 from __future__ import annotations
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +35,6 @@ import numpy as np
 from jssl import losses
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
-from jssl.eval import images as image_files
 from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
@@ -134,12 +132,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     nll, nll_mask0 = sums / count
     results = {'nll': nll, 'nll_mask0': nll_mask0,
                'bits_per_dim': nll / (num_dims * math.log(2))}
-    samples = None
-    if context.workdir is not None:  # the sampler is one program over every process
-      samples = np.asarray(jitted['sample'](state.params, state.batch_stats, jax.random.key(0)))
-    if samples is not None and jax.process_index() == 0:
-      image_files.save_grid(os.path.join(context.workdir, f'samples_step{context.step}.png'),
-                            samples, columns=8, scale=4)
+    common.write_samples(context, jitted['sample'], state.params, state.batch_stats,
+                         jax.random.key(0))
     return results
 
   return Method(name='made', views=(), features_dim=hidden_sizes[-1], init=init, loss=loss,

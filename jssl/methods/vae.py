@@ -147,12 +147,9 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     elbo, iwae, mse = sums / count
     results = {'elbo': elbo, 'iwae_bound': iwae, 'bits_per_dim': -iwae / (num_dims * math.log(2)),
                'reconstruction_mse': mse}
-    samples = None
-    if context.workdir is not None:  # the sampler is one program over every process
-      samples = np.asarray(jitted['sample'](state.params, state.batch_stats, jax.random.key(0)))
-    if samples is not None and jax.process_index() == 0:
-      image_files.save_grid(os.path.join(context.workdir, f'samples_step{context.step}.png'),
-                            samples, columns=8, scale=4)
+    common.write_samples(context, jitted['sample'], state.params, state.batch_stats,
+                         jax.random.key(0))
+    if context.workdir is not None and jax.process_index() == 0:
       originals, reconstructions = first
       image_files.save_grid(
           os.path.join(context.workdir, f'reconstructions_step{context.step}.png'),

@@ -36,7 +36,6 @@ import orbax.checkpoint as ocp
 from jssl import losses
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
-from jssl.eval import images as image_files
 from jssl.methods import common
 from jssl.methods import vqvae
 from jssl.methods.base import LossOutput
@@ -199,12 +198,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     results = {'prior_nll': prior_nll, 'reconstruction_nll': reconstruction_nll,
                'uniform_prior_nll': height * width * math.log(num_codes),
                'bits_per_dim': (prior_nll + reconstruction_nll) / (num_dims * math.log(2))}
-    samples = None
-    if context.workdir is not None:  # the sampler is one program over every process
-      samples = np.asarray(jitted['sample'](state.params, state.extra, jax.random.key(0)))
-    if samples is not None and jax.process_index() == 0:
-      image_files.save_grid(os.path.join(context.workdir, f'samples_step{context.step}.png'),
-                            samples, columns=8, scale=4)
+    common.write_samples(context, jitted['sample'], state.params, state.extra, jax.random.key(0))
     return results
 
   return Method(name='vqvae_prior', views=(), features_dim=c.features, init=init, loss=loss,
