@@ -56,6 +56,11 @@ class Encoder:
     self.features_dim = run.method.features_dim
     self.step = step
 
+  @property
+  def state(self):
+    """The restored `TrainState` (params, extra, ...), for a later stage built on this run."""
+    return self._state
+
   def __call__(self, inputs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
     """Features of a batch of raw inputs, in chunks of `config.eval.batch_size`.
 

@@ -26,7 +26,6 @@ prior to sample codes from (the VAE has, jssl/methods/vae.py).
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +36,6 @@ from jssl import config as jssl_config
 from jssl import losses
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
-from jssl.eval import images as image_files
 from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
@@ -176,10 +174,7 @@ def _create(config: ml_collections.ConfigDict, info: TrainInfo, name: str) -> Me
     results = {'reconstruction_mse': sums[0] / count}
     if denoising:
       results['denoising_mse'] = sums[1] / count
-    if context.workdir is not None and jax.process_index() == 0:
-      image_files.save_grid(
-          os.path.join(context.workdir, f'reconstructions_step{context.step}.png'),
-          np.concatenate(first), columns=len(first[0]), scale=4)
+    common.write_reconstructions(context, first)
     return results
 
   return Method(name=name, views=(), features_dim=c.latent_dim, init=init, loss=loss,

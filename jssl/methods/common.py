@@ -327,3 +327,13 @@ def write_samples(context, sample_fn, *args, columns: int = 8, scale: int = 4) -
   if jax.process_index() == 0:
     image_files.save_grid(os.path.join(context.workdir, f'samples_step{context.step}.png'),
                           samples, columns=columns, scale=scale)
+
+
+def write_reconstructions(context, rows) -> None:
+  """Writes `rows` (equal-length image arrays [N, H, W, C] in [0, 1]: test images, then their
+  corrupted or masked inputs, reconstructions, ...) as one grid, a row each, to the workdir as
+  reconstructions_step<N>.png; process 0 only, nothing without a workdir."""
+  if context.workdir is None or jax.process_index() != 0:
+    return
+  image_files.save_grid(os.path.join(context.workdir, f'reconstructions_step{context.step}.png'),
+                        np.concatenate(list(rows)), columns=len(rows[0]), scale=4)

@@ -35,7 +35,6 @@ inputs (masked patches grey) and the reconstructions with the visible patches pa
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +45,6 @@ from jssl import losses
 from jssl import models
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
-from jssl.eval import images as image_files
 from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
@@ -246,10 +244,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
         shown = min(_GRID_IMAGES, keep)
         first = (x[:shown], np.asarray(masked_input)[:shown], np.asarray(pasted)[:shown])
     mse, test_loss = sums / count
-    if context.workdir is not None and jax.process_index() == 0:
-      image_files.save_grid(
-          os.path.join(context.workdir, f'reconstructions_step{context.step}.png'),
-          np.concatenate(first), columns=len(first[0]), scale=4)
+    common.write_reconstructions(context, first)
     return {'reconstruction_mse': mse, 'mae_test_loss': test_loss}
 
   return Method(name='mae', views=(), features_dim=int(c.hidden_dim), init=init, loss=loss,

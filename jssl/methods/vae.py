@@ -18,7 +18,6 @@ posterior mean of the grey-level image (not a binarized one: deterministic).
 from __future__ import annotations
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +27,6 @@ import numpy as np
 from jssl import losses
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
-from jssl.eval import images as image_files
 from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
@@ -149,11 +147,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                'reconstruction_mse': mse}
     common.write_samples(context, jitted['sample'], state.params, state.batch_stats,
                          jax.random.key(0))
-    if context.workdir is not None and jax.process_index() == 0:
-      originals, reconstructions = first
-      image_files.save_grid(
-          os.path.join(context.workdir, f'reconstructions_step{context.step}.png'),
-          np.concatenate([originals, reconstructions]), columns=len(originals), scale=4)
+    common.write_reconstructions(context, first)
     return results
 
   return Method(name='vae', views=(), features_dim=c.latent_dim, init=init, loss=loss,

@@ -39,7 +39,6 @@ flattened [L * D].
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, NamedTuple
 
 import jax
@@ -50,7 +49,6 @@ import numpy as np
 from jssl import losses
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
-from jssl.eval import images as image_files
 from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
@@ -271,11 +269,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                                              / (num_dims * math.log(2)),
                'test_codebook_perplexity': float(np.exp(-np.sum(frequency * np.log(frequency)))),
                'test_codes_used': int(np.sum(counts > 0))}
-    if context.workdir is not None and jax.process_index() == 0:
-      originals, reconstructions = first
-      image_files.save_grid(
-          os.path.join(context.workdir, f'reconstructions_step{context.step}.png'),
-          np.concatenate([originals, reconstructions]), columns=len(originals), scale=4)
+    common.write_reconstructions(context, first)
     return results
 
   return Method(name='vqvae', views=(), features_dim=grid_size * c.code_dim, init=init,

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
+from jssl import encoder as encoder_lib
 from jssl import losses
 from jssl.config import ConfigError
 from jssl.eval import evaluate as evaluation
@@ -45,18 +45,6 @@ from jssl.models.pixelcnn import GatedPixelCNN
 from jssl.train import workdir as workdir_record
 
 log = logging.getLogger(__name__)
-
-
-def _unflatten(flat: dict) -> ml_collections.ConfigDict:
-  """A ConfigDict of a run record's flat {'a.b': value} config."""
-  nested: dict = {}
-  for key, value in flat.items():
-    node = nested
-    *parents, leaf = key.split('.')
-    for parent in parents:
-      node = node.setdefault(parent, {})
-    node[leaf] = value
-  return ml_collections.ConfigDict(nested)
 
 
 def load_stage_one(config: ml_collections.ConfigDict, info: TrainInfo):
@@ -76,7 +64,7 @@ def load_stage_one(config: ml_collections.ConfigDict, info: TrainInfo):
   if record is None or not os.path.isdir(checkpoints):
     raise ConfigError(f'{path} holds no finished jssl run (no {workdir_record.RECORD_NAME} or '
                       f'checkpoints); {fix}.')
-  stage = _unflatten(record['config'])
+  stage = encoder_lib.config_from_record(record['config'])
   if stage.method != 'vqvae':
     raise ConfigError(f'{path} holds a {stage.method!r} run; the prior needs a vqvae run ({fix}).')
   for field in ('name', 'image_size'):
@@ -84,17 +72,13 @@ def load_stage_one(config: ml_collections.ConfigDict, info: TrainInfo):
       raise ConfigError(f'stage one in {path} has dataset.{field}={stage.dataset[field]!r}, '
                         f'this run {config.dataset[field]!r}: the prior must model the codes '
                         'of the same images (use the matching vqvae_prior.py variant).')
-  manager = ocp.CheckpointManager(checkpoints, item_names=('state', 'data'))
   try:
-    step = manager.latest_step()
-    if step is None:
-      raise ConfigError(f'{checkpoints} holds no checkpoint; {fix}.')
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
-  finally:
-    manager.close()
-  params, extra = state['params'], state['extra']
+    trained = encoder_lib.load_encoder(path)  # its newest readable checkpoint
+  except FileNotFoundError as error:
+    raise ConfigError(f'{error} {fix}.') from None
+  step, params, extra = trained.step, trained.state.params, trained.state.extra
   frozen = {'encoder': params['encoder'], 'decoder': params['decoder'],
-            'codebook': extra['codebook'] if 'codebook' in extra else params['codebook']}
+            'codebook': vqvae.codebook_of(params, extra)}
   frozen = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), frozen)
   log.info('vqvae_prior: stage one from %s at step %d', path, step)
   return stage, frozen, int(step)
