@@ -133,7 +133,12 @@ def test_loss_teacher_centre_and_gradients():
   # The teacher sees only the global views: other local crops change the loss, not the centre.
   other = batch._replace(views=batch.views[:2] + tuple(1.0 - v for v in batch.views[2:]))
   (other_value, other_out), _ = grad_fn(params, extra, jnp.int32(20), other)
-  np.testing.assert_array_equal(other_out.extra['center'], out.extra['center'])
+  # Equal up to float rounding: the same program computes it from the same global views, but
+  # XLA's CPU loop emitter (the suite's fast-compile flags, tests/shared_run.py) may fuse the
+  # reduction with work on the local crops and round differently (seen: 1 ulp in 3 of 12). A
+  # centre that saw the local crops would move by orders of magnitude more.
+  np.testing.assert_allclose(other_out.extra['center'], out.extra['center'], rtol=1e-6,
+                             atol=1e-8)
   assert abs(float(other_value) - float(value)) > 1e-6
 
 
