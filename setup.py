@@ -18,7 +18,7 @@ setuptools.setup(
     description='Self-supervised learning in JAX/Flax: contrastive, generative and adversarial '
                 'methods on one sharded train loop.',
     packages=setuptools.find_packages(include=['jssl', 'jssl.*']),
-    python_requires='>=3.10',
+    python_requires='>=3.11',
     install_requires=requirements(),
     entry_points={'console_scripts': ['jssl-train=jssl.main:run']},
 )

@@ -23,6 +23,17 @@ Overrides and variants as for `jssl.main`:
   python -m jssl.bench --config=experiments/configs/simclr.py --config.batch_size=512
 `--augment=false` replaces the augmentation by a deterministic resize (the views are then
 identical), to time the model, loss and optimizer alone.
+
+`--data_only` times the input pipeline alone instead (no device, no step): the run's training
+iterator (`jssl.data.GrainIterator`: read, decode, resize, batch) for each worker count of
+`--data_workers`, `--data_batches` batches after the first `--data_warmup` (which include
+starting the worker processes). It reports images/s (wall clock), the CPU time spent per image
+by this process and its workers together, and from that the cores a host needs to feed
+`--gpus` accelerators at `--images_per_s_per_gpu` each:
+  python experiments/jpeg_dataset.py --data_dir=/tmp/tfds --num_images=4096
+  python -m jssl.bench --data_only --config=experiments/configs/simclr.py:imagenet2012 \
+      --config.dataset.name=tfds:jssl_jpeg224 --config.dataset.data_dir=/tmp/tfds \
+      --config.dataset.stored_size=None --config.batch_size=256 --data_workers=0,1,2
 """
 
 from __future__ import annotations
@@ -62,6 +73,19 @@ _PEAK_SIZE = flags.DEFINE_integer('peak_matmul_size', 0, 'Side of the square mat
                                   'the peak FLOP/s; 0: 4096 on CPU, 8192 on GPU/TPU.',
                                   lower_bound=0)
 _OUT = flags.DEFINE_string('out', None, 'Write the results as JSON to this path.')
+_DATA_ONLY = flags.DEFINE_bool('data_only', False, 'Time the input pipeline alone (no device '
+                               'step): decoded images/s for each of --data_workers.')
+_DATA_WORKERS = flags.DEFINE_list('data_workers', ['0', '1', '2'], 'Worker process counts '
+                                  'timed by --data_only.')
+_DATA_BATCHES = flags.DEFINE_integer('data_batches', 20, 'Batches timed by --data_only, per '
+                                     'worker count.', lower_bound=1)
+_DATA_WARMUP = flags.DEFINE_integer('data_warmup', 2, 'Batches read before timing (workers '
+                                    'start during them).', lower_bound=1)
+_GPUS = flags.DEFINE_integer('gpus', 8, 'Accelerators per host that --data_only sizes the '
+                             'host for.', lower_bound=1)
+_GPU_RATE = flags.DEFINE_float('images_per_s_per_gpu', 3000.0, 'Images/s each accelerator '
+                               'consumes (the step rate the GPU benchmark measures).',
+                               lower_bound=0.0)
 flags.mark_flags_as_required(['config'])
 
 log = logging.getLogger(__name__)
@@ -268,6 +292,102 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
   }
 
 
+def _cpu_seconds(process) -> float:
+  """User + system CPU seconds of `process` (psutil) and its live child processes."""
+  total = 0.0
+  for p in [process, *process.children(recursive=True)]:
+    try:
+      times = p.cpu_times()
+    except Exception:  # pylint: disable=broad-except  (a child that just exited)
+      continue
+    total += times.user + times.system
+  return total
+
+
+def data_benchmark(config, *, workers=(0, 1, 2), batches: int = 20, warmup: int = 2,
+                   gpus: int = 8, images_per_s_per_gpu: float = 3000.0) -> dict[str, Any]:
+  """Times the run's training input pipeline alone, for each worker count.
+
+  Args:
+    config: an experiment config; its dataset, batch size and seed are read (validated first).
+    workers: worker process counts to time (0 = read in this process).
+    batches: batches timed per worker count.
+    warmup: batches read first, untimed (worker start-up happens there).
+    gpus, images_per_s_per_gpu: the host to size: cores needed =
+      gpus * images_per_s_per_gpu * (CPU seconds per image).
+
+  Returns:
+    A JSON-serialisable dict with one row per worker count.
+  """
+  import psutil  # pylint: disable=g-import-not-at-top
+  from jssl import data  # pylint: disable=g-import-not-at-top
+  from jssl.config import validate_config  # pylint: disable=g-import-not-at-top
+  from jssl.train.loop import load_run_dataset  # pylint: disable=g-import-not-at-top
+
+  validate_config(config, device_count=1, process_count=1)
+  dataset = load_run_dataset(config)
+  source = dataset.train
+  process = psutil.Process()
+  rows = []
+  for count in workers:
+    iterator = data.GrainIterator(source, global_batch_size=config.batch_size,
+                                  seed=config.seed, workers=count)
+    try:
+      start = time.perf_counter()
+      for _ in range(warmup):
+        next(iterator)
+      first_batches_s = time.perf_counter() - start
+      cpu_start, start = _cpu_seconds(process), time.perf_counter()
+      for _ in range(batches):
+        batch = next(iterator)
+      wall = time.perf_counter() - start
+      cpu = _cpu_seconds(process) - cpu_start
+    finally:
+      iterator.close()
+    images = batches * config.batch_size
+    cpu_per_image = cpu / images
+    rows.append({
+        'workers': count,
+        'images_per_s': images / wall,
+        'wall_s': wall,
+        'cpu_s': cpu,
+        'cpu_ms_per_image': 1e3 * cpu_per_image,
+        'images_per_core_s': 1 / cpu_per_image if cpu_per_image > 0 else None,
+        'cores_to_feed': gpus * images_per_s_per_gpu * cpu_per_image,
+        'warmup_s': first_batches_s,
+    })
+  example = {k: [list(v.shape), str(v.dtype)] for k, v in batch.items()}
+  return {
+      'dataset': config.dataset.name,
+      'train_examples': len(source),
+      'source': repr(source),
+      'batch': example,
+      'batch_size': config.batch_size,
+      'batches': batches,
+      'warmup': warmup,
+      'gpus': gpus,
+      'images_per_s_per_gpu': images_per_s_per_gpu,
+      'cpu_count': os.cpu_count(),
+      'cpu_affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
+      'python': platform.python_version(),
+      'rows': rows,
+  }
+
+
+def data_summary(results: dict[str, Any]) -> str:
+  """A table of `data_benchmark`'s rows."""
+  r = results
+  lines = [f"input pipeline of {r['dataset']} ({r['train_examples']} training examples), "
+           f"batch {r['batch_size']}, {r['batches']} batches timed; {r['cpu_count']} cores",
+           f"{'workers':>7} {'images/s':>9} {'CPU ms/image':>12} {'images/core-s':>13} "
+           f"cores for {r['gpus']} x {r['images_per_s_per_gpu']:.0f} images/s"]
+  for row in r['rows']:
+    lines.append(f"{row['workers']:>7} {row['images_per_s']:>9.1f} "
+                 f"{row['cpu_ms_per_image']:>12.3f} {row['images_per_core_s'] or 0:>13.1f} "
+                 f"{row['cores_to_feed']:.1f}")
+  return '\n'.join(lines)
+
+
 def _mib(n):
   return 'n/a' if n is None else f'{n / 2**20:.1f} MiB'
 
@@ -309,16 +429,30 @@ def main(argv):
   from jssl.data.base import DatasetError  # pylint: disable=g-import-not-at-top
   from jssl.data.base import MissingDatasetError  # pylint: disable=g-import-not-at-top
   try:
-    results = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value,
+    if _DATA_ONLY.value:
+      try:
+        workers = [int(w) for w in _DATA_WORKERS.value]
+      except ValueError:
+        cli.fail('jssl.bench', f'--data_workers={",".join(_DATA_WORKERS.value)} must be '
+                 'comma-separated integers >= 0, e.g. --data_workers=0,1,2.')
+      results = data_benchmark(_CONFIG.value, workers=workers, batches=_DATA_BATCHES.value,
+                               warmup=_DATA_WARMUP.value, gpus=_GPUS.value,
+                               images_per_s_per_gpu=_GPU_RATE.value)
+    else:
+      results = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value,
                         num_batches=_BATCHES.value, augment=_AUGMENT.value,
                         diagnostics=_DIAGNOSTICS.value, online_probe=_ONLINE_PROBE.value,
                         peak_matmul_size=_PEAK_SIZE.value)
   except (ConfigError, DatasetError, MissingDatasetError) as error:
     cli.fail('jssl.bench', str(error))
+  except ValueError as error:  # bad --data_workers values, from the iterator
+    if not _DATA_ONLY.value:
+      raise
+    cli.fail('jssl.bench', str(error))
   results['config'] = config_flags.get_config_filename(flags.FLAGS['config'])
   results['overrides'] = config_flags.get_override_values(flags.FLAGS['config'])
   results['command'] = ' '.join(['python -m jssl.bench'] + sys.argv[1:])
-  print(summary(results))
+  print(data_summary(results) if _DATA_ONLY.value else summary(results))
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
       json.dump(results, f, indent=1, sort_keys=True)

@@ -32,6 +32,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset.max_length = 64
   # Graphs: size of WordNet's gloss features (TF-IDF reduced by truncated SVD).
   c.dataset.feature_dim = 256
+  # Worker processes that read and decode batches (grain's mp_prefetch); 0 reads them on a
+  # thread of the training process. The batches are the same for any number: a run may
+  # resume with another.
+  c.dataset.workers = 0
 
   c.model = ml_collections.ConfigDict()
   c.model.encoder = 'small_cnn'
@@ -316,6 +320,9 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
            f'number of devices ({device_count}).')
   _require(config.num_steps > 0 or config.num_epochs > 0,
            'the run has no steps: set --config.num_epochs=N or --config.num_steps=N (> 0).')
+  _require(isinstance(config.dataset.workers, int) and config.dataset.workers >= 0,
+           f'config.dataset.workers={config.dataset.workers!r} must be an integer >= 0 (0 reads '
+           'batches in the training process; N > 0 starts N worker processes).')
   for field in ('log_every', 'checkpoint_every', 'keep_checkpoints'):
     _require(config[field] > 0, f'config.{field}={config[field]} must be positive.')
   _require(config.eval.every >= 0,

@@ -43,6 +43,9 @@ def _preimport() -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot  # pylint: disable=g-import-not-at-top,unused-import
   import orbax.checkpoint  # pylint: disable=g-import-not-at-top,unused-import
+  import grain  # pylint: disable=g-import-not-at-top,unused-import
+  import tensorboardX.event_file_writer  # pylint: disable=g-import-not-at-top,unused-import
+  import tensorboardX.proto.event_pb2  # pylint: disable=g-import-not-at-top,unused-import
   import jssl.data  # pylint: disable=g-import-not-at-top,unused-import
   import jssl.methods  # pylint: disable=g-import-not-at-top,unused-import
   import jssl.train.loop  # pylint: disable=g-import-not-at-top,unused-import

@@ -136,3 +136,29 @@ def test_conv3x3_as_matmul_is_nn_conv(shape, features):
   for reference, got in zip(jax.tree_util.tree_leaves(grads[0]),
                             jax.tree_util.tree_leaves(grads[1])):
     np.testing.assert_allclose(reference, got, rtol=1e-4, atol=1e-4)
+
+
+def test_data_only_times_the_input_pipeline_of_a_jpeg_dataset(tmp_path):
+  """`--data_only`'s measurement on the benchmark's own JPEG dataset (16 images, built here
+  with experiments/jpeg_dataset.py), read in this process."""
+  import importlib.util
+  from jssl.config import load_config
+  spec = importlib.util.spec_from_file_location(
+      'jpeg_dataset', os.path.join(REPO, 'experiments', 'jpeg_dataset.py'))
+  jpeg_dataset = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(jpeg_dataset)
+  data_dir = str(tmp_path / 'tfds')
+  jpeg_dataset.build(data_dir, 16, num_test=8)
+  config = load_config(f'{CONFIG}:cifar10')
+  config.dataset.name = 'tfds:jssl_jpeg224'
+  config.dataset.data_dir = data_dir
+  config.dataset.image_size = 224
+  config.batch_size = 4
+  r = bench.data_benchmark(config, workers=(0,), batches=3, warmup=1, gpus=8,
+                           images_per_s_per_gpu=3000.0)
+  assert r['train_examples'] == 14 and r['batch']['image'] == [[4, 224, 224, 3], 'uint8']
+  (row,) = r['rows']
+  assert row['workers'] == 0 and row['images_per_s'] > 0 and row['cpu_s'] > 0
+  assert row['images_per_s'] == pytest.approx(12 / row['wall_s'])
+  assert row['cores_to_feed'] == pytest.approx(8 * 3000 * row['cpu_ms_per_image'] / 1e3)
+  assert 'workers' in bench.data_summary(r)

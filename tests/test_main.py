@@ -16,11 +16,13 @@ import signal
 import socket
 import time
 
+import psutil
 import pytest
 
 from cli_fork import launcher
 from shared_run import FAST_CODEGEN
 from shared_run import once
+from tensorboard_check import assert_tensorboard_equals_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, 'experiments', 'configs', 'simclr.py')
@@ -79,6 +81,7 @@ def test_run_writes_metrics_plot_checkpoints_and_reports(uninterrupted):
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['12', '6', '9']
   final = json.loads(result['stdout'].strip().splitlines()[-1].removeprefix('final '))
   assert final['knn_top1'] == evals[-1]['knn_top1']
+  assert_tensorboard_equals_metrics(workdir)
 
 
 @pytest.fixture(scope='session')
@@ -110,25 +113,41 @@ def _sigkill_after_first_checkpoint(processes, workdir):
     if any(p.poll() is not None for p in processes):
       pytest.fail('the run ended before it could be killed')
     time.sleep(0.05)
+  children = [child for p in processes for child in psutil.Process(p.pid).children(True)]
   for p in processes:
     p.send_signal(signal.SIGKILL)
   for p in processes:
     p.communicate()
   assert max(r['step'] for r in metrics(workdir) if 'loss' in r) < 12
+  return children
+
+
+def _assert_gone(processes):
+  """Processes a killed run started (the input pipeline's workers) end with it."""
+  _, alive = psutil.wait_procs(processes, timeout=10)
+  assert not alive, [p.cmdline() for p in alive]
 
 
 def _run_and_sigkill_after_first_checkpoint(workdir, *extra, config=CONFIG):
   process = launcher().popen(_command(workdir, *extra, config=config), env=_env(1), cwd=REPO,
                              capture=False)
-  _sigkill_after_first_checkpoint([process], workdir)
+  return _sigkill_after_first_checkpoint([process], workdir)
 
 
-def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp_path):
+@pytest.mark.parametrize('workers', ['0', '2'])
+def test_sigkill_then_resume_reproduces_the_uninterrupted_run(uninterrupted, tmp_path, workers):
+  """Also with the batches read by 2 worker processes (grain), killed with them and resumed
+  with 1: the reference run read them in its own process."""
   reference, _ = uninterrupted
   workdir = str(tmp_path)
-  _run_and_sigkill_after_first_checkpoint(workdir)
-  run_main(workdir)
+  children = _run_and_sigkill_after_first_checkpoint(workdir,
+                                                     f'--config.dataset.workers={workers}')
+  if workers != '0':
+    assert len(children) >= int(workers)  # the workers (and multiprocessing's tracker)
+  _assert_gone(children)
+  run_main(workdir, f'--config.dataset.workers={min(int(workers), 1)}')
   assert metrics(workdir) == metrics(reference)  # losses and final metrics, bit for bit
+  assert_tensorboard_equals_metrics(workdir)  # event files rewritten: no step twice
 
 
 # Per-config flags that shrink the models and their evaluations to test size.
@@ -177,6 +196,7 @@ def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
   _run_and_sigkill_after_first_checkpoint(workdir, *flags, config=config)
   run_main(workdir, *flags, config=config)
   assert metrics(workdir) == metrics(reference)
+  assert_tensorboard_equals_metrics(workdir)
   if spec == 'vqvae.py':
     assert max(r.get('code_restarts', 0) for r in metrics(workdir)) > 0
 

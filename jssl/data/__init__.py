@@ -18,6 +18,7 @@ from jssl.data.digits import load_digits
 from jssl.data.fashion_mnist import DEFAULT_DATA_DIR as FASHION_MNIST_DIR
 from jssl.data.fashion_mnist import load_fashion_mnist
 from jssl.data.iterator import BatchIterator
+from jssl.data.iterator import GrainIterator
 
 TFDS_PREFIX = 'tfds:'
 

@@ -13,12 +13,30 @@ Multi-host: every process computes the same global indices and reads only its ow
 slice of rows [process_index * B_local, (process_index + 1) * B_local), which is the layout
 `jax.make_array_from_process_local_data` expects for a batch sharded over a ('data',) mesh whose
 devices are ordered by process.
+
+Two iterators share that definition (`epoch_order`, `local_indices`) and yield the same
+batches:
+* `GrainIterator`, what runs use: the batches are a grain `MapDataset` over the global step
+  (element g is the batch of step g), read ahead in the main process (`workers=0`) or
+  decoded in `workers` worker processes by grain's `mp_prefetch`, whose round-robin
+  interleaving keeps the order. Grain's own index samplers are not used: their shuffle
+  (a Feistel permutation per epoch) is not numpy's, and would change every existing run's
+  batches. Its position is the same `{'epoch', 'position'}`: the pipeline is rebuilt from
+  that step on a restore, so a run may resume with another worker count.
+* `BatchIterator`, the plain one: the next batch read on one thread. It is the reference the
+  tests compare the grain pipeline with.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import ctypes.util
+import functools
+import os
+import signal
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -26,50 +44,56 @@ import numpy as np
 from jssl.data.base import Source
 
 
-class BatchIterator:
-  """Yields this process's share of each global batch, in a reproducible order."""
+def epoch_order(seed: int, epoch: int, num_examples: int, shuffle: bool = True) -> np.ndarray:
+  """The order of the examples in `epoch`: int64 [num_examples], a permutation drawn from
+  `np.random.default_rng((seed, epoch))`, or 0..N-1 when not shuffling."""
+  if not shuffle:
+    return np.arange(num_examples)
+  return np.random.default_rng((seed, epoch)).permutation(num_examples)
 
-  def __init__(self, source: Source, *, global_batch_size: int, seed: int,
-               process_index: int = 0, process_count: int = 1, shuffle: bool = True,
-               prefetch: bool = True):
-    if global_batch_size <= 0:
-      raise ValueError(f'global_batch_size must be positive, got {global_batch_size}')
-    if global_batch_size % process_count:
-      raise ValueError(
-          f'global_batch_size={global_batch_size} is not divisible by the number of processes '
-          f'({process_count}); choose a multiple of {process_count}.')
-    if len(source) < global_batch_size:
-      raise ValueError(
-          f'the training split has {len(source)} examples, fewer than one global batch of '
-          f'{global_batch_size}; lower --config.batch_size to at most {len(source)}.')
-    self._source = source
-    self._global_batch_size = global_batch_size
-    self._local_batch_size = global_batch_size // process_count
-    self._seed = int(seed)
-    self._process_index = process_index
-    self._shuffle = shuffle
+
+def local_indices(order: np.ndarray, position: int, *, global_batch_size: int,
+                  process_index: int, process_count: int) -> np.ndarray:
+  """This process's rows of batch `position` of an epoch `order`: [global_batch_size //
+  process_count] indices, the process's contiguous slice of the global batch."""
+  local = global_batch_size // process_count
+  start = position * global_batch_size + process_index * local
+  return order[start:start + local]
+
+
+def _check_settings(num_examples: int, global_batch_size: int, process_count: int) -> None:
+  if global_batch_size <= 0:
+    raise ValueError(f'global_batch_size must be positive, got {global_batch_size}')
+  if global_batch_size % process_count:
+    raise ValueError(
+        f'global_batch_size={global_batch_size} is not divisible by the number of processes '
+        f'({process_count}); choose a multiple of {process_count}.')
+  if num_examples < global_batch_size:
+    raise ValueError(
+        f'the training split has {num_examples} examples, fewer than one global batch of '
+        f'{global_batch_size}; lower --config.batch_size to at most {num_examples}.')
+
+
+class _Position:
+  """The (epoch, position) of the next batch, saved in checkpoints, and its checks."""
+
+  def _init_position(self, source: Source, global_batch_size: int, seed: int) -> None:
     self._epoch = 0
     self._position = 0
-    self._order_epoch = None
-    self._order = None
-    self._order_lock = threading.Lock()
-    self._executor = (concurrent.futures.ThreadPoolExecutor(max_workers=1)
-                      if prefetch else None)
-    self._pending: tuple[tuple[int, int], concurrent.futures.Future] | None = None
+    self._settings = {'seed': int(seed), 'global_batch_size': global_batch_size,
+                      'num_examples': len(source)}
 
   @property
   def steps_per_epoch(self) -> int:
-    return len(self._source) // self._global_batch_size
+    return self._settings['num_examples'] // self._settings['global_batch_size']
 
   def get_state(self) -> dict[str, Any]:
     """JSON-serialisable position, saved in checkpoints."""
-    return {'epoch': self._epoch, 'position': self._position, 'seed': self._seed,
-            'global_batch_size': self._global_batch_size, 'num_examples': len(self._source)}
+    return {'epoch': self._epoch, 'position': self._position, **self._settings}
 
   def set_state(self, state: dict[str, Any]) -> None:
     """Restores a position saved by `get_state`; refuses a state from different settings."""
-    for key, mine in (('seed', self._seed), ('global_batch_size', self._global_batch_size),
-                      ('num_examples', len(self._source))):
+    for key, mine in self._settings.items():
       if state.get(key) != mine:
         raise ValueError(
             f'cannot resume the data iterator: the checkpoint was written with {key}='
@@ -77,30 +101,167 @@ class BatchIterator:
             'config, or start a new --workdir.')
     self._epoch = int(state['epoch'])
     self._position = int(state['position'])
-    self._pending = None
+    self._moved()
 
-  def _indices(self, epoch: int, position: int) -> np.ndarray:
-    with self._order_lock:  # the prefetch thread and the caller may both get here
+  def _moved(self) -> None:
+    """Called when the position was set from outside."""
+
+  def _advance(self) -> None:
+    self._position += 1
+    if self._position >= self.steps_per_epoch:
+      self._epoch, self._position = self._epoch + 1, 0
+
+
+class BatchAtStep:
+  """The batch of global step g (epoch g // steps_per_epoch): a picklable function, so that
+  grain's worker processes can each compute the batches of their own steps."""
+
+  def __init__(self, source: Source, *, global_batch_size: int, seed: int, process_index: int,
+               process_count: int, shuffle: bool):
+    self._source = source
+    self._seed = int(seed)
+    self._shuffle = shuffle
+    self._layout = {'global_batch_size': global_batch_size, 'process_index': process_index,
+                    'process_count': process_count}
+    self.steps_per_epoch = len(source) // global_batch_size
+    self._order_epoch = None
+    self._order = None
+    self._order_lock = threading.Lock()  # grain's read-ahead thread and the caller
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    state['_order_epoch'] = state['_order'] = state['_order_lock'] = None
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._order_lock = threading.Lock()
+
+  def indices(self, epoch: int, position: int) -> np.ndarray:
+    with self._order_lock:
       if self._order_epoch != epoch:
-        n = len(self._source)
-        self._order = (np.random.default_rng((self._seed, epoch)).permutation(n)
-                       if self._shuffle else np.arange(n))
+        self._order = epoch_order(self._seed, epoch, len(self._source), self._shuffle)
         self._order_epoch = epoch
       order = self._order
-    start = position * self._global_batch_size + self._process_index * self._local_batch_size
-    return order[start:start + self._local_batch_size]
+    return local_indices(order, position, **self._layout)
 
-  def _load(self, epoch: int, position: int) -> dict[str, np.ndarray]:
-    indices = self._indices(epoch, position)
+  def at(self, epoch: int, position: int) -> dict[str, np.ndarray]:
+    indices = self.indices(epoch, position)
     batch = self._source.get_batch(indices)
     batch['index'] = indices.astype(np.int32)
     return batch
 
-  def _advance(self, epoch: int, position: int) -> tuple[int, int]:
-    position += 1
-    if position >= self.steps_per_epoch:
-      return epoch + 1, 0
-    return epoch, position
+  def __call__(self, step: int) -> dict[str, np.ndarray]:
+    return self.at(*divmod(int(step), self.steps_per_epoch))
+
+
+def _exit_with_parent(parent_pid: int, worker_index: int, worker_count: int) -> None:
+  """Runs first in each grain worker: the worker ends when the training process does.
+
+  Grain's workers stop when their iterator is closed; a training process killed with SIGKILL
+  (a pre-empted job, the resume tests) closes nothing, and its workers would live on, orphaned,
+  each holding a copy of the source. Linux ends them with the parent (PR_SET_PDEATHSIG);
+  elsewhere a thread checks the parent once a second.
+  """
+  del worker_index, worker_count
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+  except (OSError, AttributeError):
+    def watch():
+      while os.getppid() == parent_pid:
+        time.sleep(1.0)
+      os._exit(1)  # pylint: disable=protected-access
+    threading.Thread(target=watch, daemon=True, name='jssl-exit-with-parent').start()
+  if os.getppid() != parent_pid:  # the parent died before the line above
+    os._exit(1)  # pylint: disable=protected-access
+
+
+class GrainIterator(_Position):
+  """Yields this process's share of each global batch, read by a grain pipeline.
+
+  The same batches, in the same order, as `BatchIterator` (see the module docstring). With
+  `workers=0` the next batch is read on a thread of this process; with `workers=W > 0`, W
+  worker processes (spawned, each with its own copy of the source) compute the batches of
+  steps g ≡ w (mod W) ahead, and grain hands them over in step order.
+  """
+
+  def __init__(self, source: Source, *, global_batch_size: int, seed: int,
+               process_index: int = 0, process_count: int = 1, shuffle: bool = True,
+               workers: int = 0, buffer_size: int = 1):
+    _check_settings(len(source), global_batch_size, process_count)
+    if workers < 0:
+      raise ValueError(f'workers must be >= 0 (0 reads in this process), got {workers}; set '
+                       '--config.dataset.workers to 0 or more.')
+    if buffer_size < 1:
+      raise ValueError(f'buffer_size must be >= 1, got {buffer_size}')
+    self._init_position(source, global_batch_size, seed)
+    self._batch_at = BatchAtStep(source, global_batch_size=global_batch_size, seed=seed,
+                                 process_index=process_index, process_count=process_count,
+                                 shuffle=shuffle)
+    self.workers = workers
+    self._buffer_size = buffer_size
+    self._iterator = None  # built at the first batch from the current position
+
+  def _pipeline(self, first_step: int):
+    import grain  # pylint: disable=g-import-not-at-top
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if not flags.FLAGS.is_parsed():
+      # Grain reads its absl flags (`--grain_*`) when it starts workers. `jssl.main` has parsed
+      # them; from a notebook or a test nothing has, and grain then takes their defaults.
+      flags.FLAGS.mark_as_parsed()
+    # Element i is the batch of step first_step + i; long enough for any run.
+    steps = grain.MapDataset.range(first_step, first_step + 2**48).map(self._batch_at)
+    if self.workers == 0:
+      return iter(steps.to_iter_dataset(grain.ReadOptions(
+          num_threads=1, prefetch_buffer_size=self._buffer_size)))
+    return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=0)).mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=self.workers,
+                                     per_worker_buffer_size=self._buffer_size),
+        worker_init_fn=functools.partial(_exit_with_parent, os.getpid())))
+
+  def _moved(self) -> None:
+    self.close()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._iterator is None:
+      self._iterator = self._pipeline(self._epoch * self.steps_per_epoch + self._position)
+    batch = next(self._iterator)
+    self._advance()
+    return batch
+
+  def close(self) -> None:
+    """Stops the read-ahead (and the worker processes); the next batch starts a new pipeline
+    at the current position."""
+    if self._iterator is not None:
+      iterator, self._iterator = self._iterator, None
+      close = getattr(iterator, 'close', None)
+      if close is not None:
+        close()
+
+
+class BatchIterator(_Position):
+  """Yields this process's share of each global batch, in a reproducible order; the next
+  batch is read on one thread while the caller works on this one."""
+
+  def __init__(self, source: Source, *, global_batch_size: int, seed: int,
+               process_index: int = 0, process_count: int = 1, shuffle: bool = True,
+               prefetch: bool = True):
+    _check_settings(len(source), global_batch_size, process_count)
+    self._init_position(source, global_batch_size, seed)
+    self._batch_at = BatchAtStep(source, global_batch_size=global_batch_size, seed=seed,
+                                 process_index=process_index, process_count=process_count,
+                                 shuffle=shuffle)
+    self._executor = (concurrent.futures.ThreadPoolExecutor(max_workers=1)
+                      if prefetch else None)
+    self._pending: tuple[tuple[int, int], concurrent.futures.Future] | None = None
+
+  def _moved(self) -> None:
+    self._pending = None
 
   def __iter__(self):
     return self
@@ -110,13 +271,13 @@ class BatchIterator:
     if self._pending is not None and self._pending[0] == key:
       batch = self._pending[1].result()
     else:
-      batch = self._load(*key)
-    self._epoch, self._position = self._advance(*key)
+      batch = self._batch_at.at(*key)
+    self._advance()
     if self._executor is not None:
       # Reads the next batch on a thread while the device works on this one. The thread only
       # reads; the position moves here, so the saved state is always the consumer's.
       following = (self._epoch, self._position)
-      self._pending = (following, self._executor.submit(self._load, *following))
+      self._pending = (following, self._executor.submit(self._batch_at.at, *following))
     return batch
 
   def close(self) -> None:

@@ -148,6 +148,12 @@ class TfdsSource:
   def __len__(self) -> int:
     return len(self._data_source)
 
+  def __getstate__(self):
+    # Sent to the input pipeline's worker processes (grain): each starts its own threads.
+    state = dict(self.__dict__)
+    state['_pool'] = None
+    return state
+
   def _decode_pool(self) -> concurrent.futures.ThreadPoolExecutor:
     if self._pool is None:
       self._pool = concurrent.futures.ThreadPoolExecutor(

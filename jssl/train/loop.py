@@ -158,9 +158,10 @@ class Run:
     self.image_shape = self.dataset.image_shape if self.modality == 'image' else None
     # Arrays every step reads whole (a graph's features and edges), replicated; {} for images.
     self.constants = jax.device_put(data.device_constants(self.dataset), replicated)
-    self.iterator = data.BatchIterator(
+    self.iterator = data.GrainIterator(
         self.dataset.train, global_batch_size=config.batch_size, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        workers=config.dataset.workers)
     self.num_steps = total_steps(config, self.iterator.steps_per_epoch)
     self.method = methods.METHODS[config.method](config, methods.TrainInfo(
         num_examples=len(self.dataset.train), num_classes=self.eval_dataset.num_classes,
@@ -350,9 +351,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         flush()
         _check_finite(run.state, checkpointer)
       if done % config.checkpoint_every == 0 and done < run.num_steps:
+        flush()  # every record up to the checkpoint on disk: a resume never loses one
         _check_finite(run.state, checkpointer)
         save(done)
       if config.eval.every and done % config.eval.every == 0 and done < run.num_steps:
+        flush()  # the steps' records before the evaluation's: metrics.jsonl in step order
         results = run.evaluate()
         writer.write({'step': done, **results})
         log.info('step %d: %s', done, _fmt(results))
@@ -366,6 +369,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   results = run.evaluate()
   writer.write({'step': run.num_steps, **results})
+  writer.close()
   if is_main:
     plot_metrics(writer.path, os.path.join(workdir, 'metrics.png'))
   checkpointer.close()

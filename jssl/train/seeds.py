@@ -74,9 +74,10 @@ class SeedsRun:
       seed_config.seed = seed
       states.append(create_state(seed_config, run.method, run.optimizer, run.probe_optimizer,
                                  run.dataset.num_classes, run.dataset.image_shape, run.mesh))
-      self.iterators.append(data.BatchIterator(
+      self.iterators.append(data.GrainIterator(
           run.dataset.train, global_batch_size=base.batch_size, seed=seed,
-          process_index=jax.process_index(), process_count=jax.process_count()))
+          process_index=jax.process_index(), process_count=jax.process_count(),
+          workers=base.dataset.workers))
     replicated = NamedSharding(run.mesh, P())
     self.state = jax.device_put(stack(states), replicated)
     self.state_sharding = jax.tree_util.tree_map(lambda x: x.sharding, self.state)
@@ -172,26 +173,34 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int], workdir
   if start_step == 0 and config.eval.at_start:
     evaluate_all(0, random_init=True)
   pending = []
+
+  def flush():
+    for logged_step, metrics in jax.device_get(pending):
+      for i, writer in enumerate(writers):
+        writer.write({'step': logged_step, **{k: float(v[i]) for k, v in metrics.items()}})
+    pending.clear()
+
   try:
     for step in range(start_step, runner.num_steps):
       pending.append((step + 1, runner.advance()))
       done = step + 1
       if done % config.log_every == 0 or done == runner.num_steps:
-        for logged_step, metrics in jax.device_get(pending):
-          for i, writer in enumerate(writers):
-            writer.write({'step': logged_step, **{k: float(v[i]) for k, v in metrics.items()}})
-        pending.clear()
+        flush()
         _check_finite(runner.state, runner.seeds)
       if done % config.checkpoint_every == 0 and done < runner.num_steps:
+        flush()  # every record up to the checkpoint on disk: a resume never loses one
         _check_finite(runner.state, runner.seeds)
         save(done)
       if config.eval.every and done % config.eval.every == 0 and done < runner.num_steps:
+        flush()  # the steps' records before the evaluation's: metrics.jsonl in step order
         evaluate_all(done)
     _check_finite(runner.state, runner.seeds)
     save(runner.num_steps)
   finally:
     runner.close()
   results = evaluate_all(runner.num_steps)
+  for writer in writers:
+    writer.close()
   if is_main:
     for writer in writers:
       plot_metrics(writer.path, os.path.join(os.path.dirname(writer.path), 'metrics.png'))

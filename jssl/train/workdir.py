@@ -25,11 +25,12 @@ RECORD_NAME = 'run_config.json'
 # Fields that may differ between a run and its resumption: how long to train (extending
 # `num_steps` or `num_epochs` continues the run; the learning-rate and EMA schedules then follow
 # the new length from the resumed step on), how often to log, checkpoint and evaluate, what
-# evaluation does (it reads the state, never changes it), and where the data files are. Every
+# evaluation does (it reads the state, never changes it), where the data files are and how many
+# processes read them (the batches are the same for any number). Every
 # other field shapes the state or the stream of batches (model, method section, dataset, batch
 # size, seed, optimizer, augmentation, ...). A name covers its sub-fields ('eval' is eval.*).
 RESUMABLE_FIELDS = ('num_steps', 'num_epochs', 'log_every', 'checkpoint_every',
-                    'keep_checkpoints', 'eval', 'dataset.data_dir')
+                    'keep_checkpoints', 'eval', 'dataset.data_dir', 'dataset.workers')
 
 
 class WorkdirMismatchError(ConfigError):

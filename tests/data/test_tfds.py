@@ -265,3 +265,11 @@ def test_load_dataset_routes(data_dir, tmp_path):
   assert digits.image_shape == (8, 8, 1)
   with pytest.raises(ValueError, match='8x8'):
     jssl.data.load_dataset('digits', image_size=32)
+
+
+def test_grain_workers_decode_the_same_batches_as_the_plain_iterator(data_dir):
+  """Two worker processes (spawned, each with its own copy of the TFDS source) yield the plain
+  iterator's batches, pixels included, also after a restore from a saved position."""
+  from test_iterator import _grain_matches_plain  # pylint: disable=g-import-not-at-top
+  dataset = tfds_lib.load_tfds('jssl_test_images', data_dir=data_dir)
+  _grain_matches_plain(dataset.train, workers=2, restore_at=5, total=9)  # 4 steps an epoch

@@ -5,6 +5,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from tensorboard_check import assert_tensorboard_equals_metrics
 
 from jssl.config import ConfigError
 from jssl.config import load_config
@@ -68,6 +69,7 @@ def test_train_seeds_resumes_and_writes_each_seed(tmp_path):
     with open(os.path.join(workdir, f'seed_{seed}', 'metrics.jsonl')) as f:
       steps = [line for line in f if '"loss"' in line]
     assert len(steps) == STEPS
+    assert_tensorboard_equals_metrics(os.path.join(workdir, f'seed_{seed}'))
   # Finished: running again restores the final checkpoint and evaluates the same state.
   again = train_seeds(config, SEEDS, workdir)
   for a, b in zip(results, again):
