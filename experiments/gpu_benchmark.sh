@@ -13,7 +13,9 @@
 #    tokens = 131 positions, the corpus's 8192-id WordPiece vocabulary) in bfloat16.
 # 3. The input pipeline alone (--data_only) on this host's cores, 0/1/2/4/8 workers, and
 #    the cores needed to feed 8 GPUs at the rate step 1 measured.
-# Each command's stdout/stderr is kept in OUT_DIR/*.log.
+# Each command's stdout/stderr is kept in OUT_DIR/*.log. Environment overrides (for a dry run on
+# a CPU: BATCHES=8 STEPS=1 NUM_IMAGES=300 BERT_BATCH=8 BERT_LAYERS=1 DATA_WORKERS=0,1):
+# PYTHON, JSSL_BENCH_DATA, BATCHES, STEPS, NUM_IMAGES, BERT_BATCH, BERT_LAYERS, DATA_WORKERS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:?usage: bash experiments/gpu_benchmark.sh OUT_DIR}"
@@ -22,12 +24,16 @@ PY="${PYTHON:-.venv/bin/python}"
 DATA="${JSSL_BENCH_DATA:-$OUT/tfds}"
 BATCHES="${BATCHES:-2048 1024 512 256}"
 STEPS="${STEPS:-20}"
+NUM_IMAGES="${NUM_IMAGES:-8192}"
+BERT_BATCH="${BERT_BATCH:-256}"
+BERT_LAYERS="${BERT_LAYERS:-12}"
+DATA_WORKERS="${DATA_WORKERS:-0,1,2,4,8}"
 START=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - START )) s] $*"; }
 
 "$PY" -c 'import jax; print(jax.devices()); print(jax.__version__)' | tee "$OUT/devices.log"
 stamp "building jssl_jpeg224"
-"$PY" experiments/jpeg_dataset.py --data_dir="$DATA" --num_images=8192 > "$OUT/dataset.log" 2>&1 \
+"$PY" experiments/jpeg_dataset.py --data_dir="$DATA" "--num_images=$NUM_IMAGES" > "$OUT/dataset.log" 2>&1 \
   || { stamp "dataset build failed"; tail -20 "$OUT/dataset.log"; exit 1; }
 
 IMAGES=(--config.dataset.name=tfds:jssl_jpeg224 "--config.dataset.data_dir=$DATA"
@@ -55,10 +61,10 @@ for method in simclr byol; do
 done
 
 stamp "BERT-base MLM"
-"$PY" -m jssl.bench --config=experiments/configs/bert.py --config.model.num_layers=12 \
+"$PY" -m jssl.bench --config=experiments/configs/bert.py "--config.model.num_layers=$BERT_LAYERS" \
   --config.model.hidden_dim=768 --config.model.num_heads=12 --config.model.mlp_dim=3072 \
-  --config.model.dtype=bfloat16 --config.batch_size=256 "--steps=$STEPS" --warmup=3 \
-  "--out=$OUT/bert_base_bf16_b256.json" > "$OUT/bert.log" 2>&1
+  --config.model.dtype=bfloat16 "--config.batch_size=$BERT_BATCH" "--steps=$STEPS" --warmup=3 \
+  "--out=$OUT/bert_base_bf16_b$BERT_BATCH.json" > "$OUT/bert.log" 2>&1
 tail -9 "$OUT/bert.log"
 
 # The host side: the cores needed to feed 8 GPUs at the SimCLR step rate measured above.
@@ -71,7 +77,7 @@ PYEOF
 stamp "input pipeline at $RATE images/s per GPU"
 "$PY" -m jssl.bench --data_only --config=experiments/configs/simclr.py:imagenet2012 \
   --config.dataset.name=tfds:jssl_jpeg224 "--config.dataset.data_dir=$DATA" \
-  --config.dataset.stored_size=256 --config.batch_size=256 --data_workers=0,1,2,4,8 \
+  --config.dataset.stored_size=256 --config.batch_size=256 "--data_workers=$DATA_WORKERS" \
   --data_batches=20 "--images_per_s_per_gpu=$RATE" "--out=$OUT/data_only.json" \
   > "$OUT/data_only.log" 2>&1
 tail -8 "$OUT/data_only.log"

@@ -33,7 +33,7 @@ by this process and its workers together, and from that the cores a host needs t
   python experiments/jpeg_dataset.py --data_dir=/tmp/tfds --num_images=4096
   python -m jssl.bench --data_only --config=experiments/configs/simclr.py:imagenet2012 \
       --config.dataset.name=tfds:jssl_jpeg224 --config.dataset.data_dir=/tmp/tfds \
-      --config.dataset.stored_size=None --config.batch_size=256 --data_workers=0,1,2
+      --config.dataset.stored_size=224 --config.batch_size=256 --data_workers=0,1,2
 """
 
 from __future__ import annotations
@@ -244,10 +244,18 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
   flops = flops_of(compiled)
   achieved = flops / step_time
   num_views = len(run.method.views)
+  # Text: each example is a sequence of config.model.max_length positions (BERT's packed
+  # pair [CLS] A [SEP] B [SEP]); tokens/s counts them, padding included.
+  positions = config.model.max_length if run.modality == 'text' else None
   return {
       'method': config.method,
+      'modality': run.modality,
+      'sequence_positions': positions,
+      'tokens_per_s': config.batch_size * positions / step_time if positions else None,
       'dataset': config.dataset.name,
       'encoder': config.model.encoder,
+      'layers': config.model.get('num_layers'),
+      'width': config.model.get('hidden_dim'),
       'widths': list(config.model.widths) if config.model.get('widths') else None,
       'dtype': config.model.dtype,
       'image_size': config.dataset.image_size,
@@ -396,17 +404,25 @@ def summary(results: dict[str, Any]) -> str:
   """A few readable lines of `benchmark`'s results."""
   r, m = results, results['memory']
   peak = r['peak_matmul']
+  if r.get('sequence_positions'):
+    model = (f"Transformer {r['layers']} layers, width {r['width']}, {r['dtype']}, "
+             f"batch {r['batch_size']} x {r['sequence_positions']} positions")
+    rate = (f"throughput   {r['images_per_s']:.1f} sequences/s "
+            f"({r['tokens_per_s']:.0f} tokens/s)")
+  else:
+    model = (f"{r['encoder']} {r['image_size']}x{r['image_size']} {r['dtype']}, batch "
+             f"{r['batch_size']} x {r['views']} views"
+             f"{'' if r['augment'] else ' (augmentation off)'}")
+    rate = f"throughput   {r['images_per_s']:.1f} images/s ({r['views_per_s']:.1f} views/s)"
   lines = [
-      f"{r['method']} on {r['dataset']}: {r['encoder']} {r['image_size']}x{r['image_size']} "
-      f"{r['dtype']}, batch {r['batch_size']} x {r['views']} views"
-      f"{'' if r['augment'] else ' (augmentation off)'}; "
+      f"{r['method']} on {r['dataset']}: {model}; "
       f"{r['device_count']} x {r['platform']} ({r['device_kind']})",
       f"compile      {r['lower_s']:.2f} s lower + {r['compile_s']:.2f} s compile",
       f"step time    {1e3 * r['step_time_s']:.2f} ms median over {r['steps']} steps "
       f"(min {1e3 * r['step_time_min_s']:.2f}, quartiles {1e3 * r['step_time_p25_s']:.2f}-"
       f"{1e3 * r['step_time_p75_s']:.2f}, max {1e3 * r['step_time_max_s']:.2f} ms; "
       f"process CPU time {1e3 * r['step_cpu_time_s']:.2f} ms/step)",
-      f"throughput   {r['images_per_s']:.1f} images/s ({r['views_per_s']:.1f} views/s)",
+      rate,
       f"memory       args {_mib(m['argument_bytes'])}, outputs {_mib(m['output_bytes'])}, "
       f"temp {_mib(m['temp_bytes'])}, process peak RSS {_mib(m['process_peak_rss_bytes'])}, "
       f"device peak {_mib(m['device_peak_bytes_in_use'])}",

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from jssl.data.base import ArraySource
+from jssl.data.graph import NodeSource
+from jssl.data.text import TokenSource
 from jssl.data.iterator import BatchAtStep
 from jssl.data.iterator import BatchIterator
 from jssl.data.iterator import GrainIterator
@@ -118,11 +120,23 @@ def test_grain_iterator_errors_and_restore_checks():
     it.set_state({**it.get_state(), 'seed': 1})
 
 
-def test_sources_are_picklable_for_worker_processes():
-  """Grain sends the batch function, with its source, to each worker process."""
-  batch_at = BatchAtStep(_source(), global_batch_size=8, seed=1, process_index=0,
+@pytest.mark.parametrize('modality', ['image', 'text', 'graph'])
+def test_sources_are_picklable_for_worker_processes(modality):
+  """Grain sends the batch function, with its source, to each worker process (TFDS sources:
+  tests/data/test_tfds.py runs them in workers)."""
+  labels = np.arange(50, dtype=np.int32) % 7
+  source = {
+      'image': _source,
+      'text': lambda: TokenSource(tokens=np.arange(500, dtype=np.int32).reshape(50, 10),
+                                  labels=labels),
+      'graph': lambda: NodeSource(node_ids=np.arange(50, dtype=np.int32)[::-1].copy(),
+                                  labels=labels),
+  }[modality]()
+  batch_at = BatchAtStep(source, global_batch_size=8, seed=1, process_index=0,
                          process_count=1, shuffle=True)
   expected = batch_at(7)
   copy = pickle.loads(pickle.dumps(batch_at))
-  for key, value in copy(7).items():
+  got = copy(7)
+  assert sorted(got) == sorted(expected)
+  for key, value in got.items():
     np.testing.assert_array_equal(value, expected[key])
