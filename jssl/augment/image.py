@@ -460,6 +460,44 @@ def rotate90(image: jax.Array, quarter_turns: jax.Array) -> jax.Array:
   return jax.lax.select_n(quarter_turns, *[jnp.rot90(image, k=k, axes=(0, 1)) for k in range(4)])
 
 
+def rotate(images: jax.Array, degrees: float) -> jax.Array:
+  """Rotates square images [B, S, S, C] counter-clockwise about their centre by a static angle.
+
+  Multiples of 90 degrees are exact (`jnp.rot90`); other angles sample the input bilinearly
+  (`rotate_bilinear`), with zeros where the rotated square leaves the input (the corners of a
+  45-degree rotation).
+  """
+  turns, rest = divmod(float(degrees), 90.0)
+  if rest == 0.0:
+    return jnp.rot90(images, k=int(turns) % 4, axes=(1, 2))
+  return rotate_bilinear(images, degrees)
+
+
+def rotate_bilinear(images: jax.Array, degrees: float) -> jax.Array:
+  """`rotate` by bilinear sampling, for any static angle: output pixel (y, x), centred, reads
+  the input at (cos a * y + sin a * x, -sin a * y + cos a * x) (rows down, so a positive
+  angle turns the picture counter-clockwise, as `jnp.rot90`); neighbours outside count 0."""
+  side = images.shape[1]
+  if images.shape[2] != side:
+    raise ValueError(f'rotate needs square images, got {images.shape}')
+  centre = (side - 1) / 2
+  angle = math.radians(degrees)
+  y, x = np.meshgrid(np.arange(side) - centre, np.arange(side) - centre, indexing='ij')
+  src_y = math.cos(angle) * y + math.sin(angle) * x + centre
+  src_x = -math.sin(angle) * y + math.cos(angle) * x + centre
+  y0, x0 = np.floor(src_y), np.floor(src_x)
+  out = jnp.zeros_like(images)
+  for dy in (0, 1):
+    for dx in (0, 1):
+      rows, cols = y0 + dy, x0 + dx
+      weight = (1 - np.abs(src_y - rows)) * (1 - np.abs(src_x - cols))
+      weight = np.where((rows >= 0) & (rows < side) & (cols >= 0) & (cols < side), weight, 0.0)
+      rows = np.clip(rows, 0, side - 1).astype(np.int32)
+      cols = np.clip(cols, 0, side - 1).astype(np.int32)
+      out = out + jnp.asarray(weight, images.dtype)[None, :, :, None] * images[:, rows, cols, :]
+  return out
+
+
 def _rotate(u, image, *, prob):
   """With probability `prob`, a rotation by 90, 180 or 270 degrees, chosen uniformly
   (SimCLR's Fig. 5 rotation; u: 2 uniforms)."""

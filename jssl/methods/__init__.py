@@ -20,6 +20,7 @@ from jssl.methods import moco_v3
 from jssl.methods import nnclr
 from jssl.methods import pirl
 from jssl.methods import pixelcnn
+from jssl.methods import rotation
 from jssl.methods import simclr
 from jssl.methods import simsiam
 from jssl.methods import supcon
@@ -56,6 +57,7 @@ METHODS = {
     'nnclr': nnclr.create,
     'pirl': pirl.create,
     'pixelcnn': pixelcnn.create,
+    'rotation': rotation.create,
     'simclr': simclr.create,
     'simsiam': simsiam.create,
     'supcon': supcon.create,
