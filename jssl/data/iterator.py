@@ -30,11 +30,8 @@ batches:
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
-import ctypes.util
 import functools
 import os
-import signal
 import threading
 import time
 from typing import Any
@@ -160,22 +157,20 @@ def _exit_with_parent(parent_pid: int, worker_index: int, worker_count: int) -> 
 
   Grain's workers stop when their iterator is closed; a training process killed with SIGKILL
   (a pre-empted job, the resume tests) closes nothing, and its workers would live on, orphaned,
-  each holding a copy of the source. Linux ends them with the parent (PR_SET_PDEATHSIG);
-  elsewhere a thread checks the parent once a second.
+  each holding a copy of the source. A thread of the worker checks its parent once a second.
+  (Linux's PR_SET_PDEATHSIG is not used: it fires when the parent *thread* ends, and grain
+  starts its workers from a thread of its own.)
   """
   del worker_index, worker_count
-  try:
-    libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-  except (OSError, AttributeError):
-    def watch():
-      while os.getppid() == parent_pid:
-        time.sleep(1.0)
-      os._exit(1)  # pylint: disable=protected-access
-    threading.Thread(target=watch, daemon=True, name='jssl-exit-with-parent').start()
-  if os.getppid() != parent_pid:  # the parent died before the line above
+
+  def watch():
+    while os.getppid() == parent_pid:
+      time.sleep(1.0)
     os._exit(1)  # pylint: disable=protected-access
+
+  if os.getppid() != parent_pid:  # the parent is already gone
+    os._exit(1)  # pylint: disable=protected-access
+  threading.Thread(target=watch, daemon=True, name='jssl-exit-with-parent').start()
 
 
 class GrainIterator(_Position):

@@ -27,7 +27,7 @@ from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
 
-# The rotation sets of the paper's ablation (its Table 2: 2, 4 and 8 rotations).
+# The rotation sets of the paper's ablation on the number of rotations (2, 4 and 8).
 ANGLES = {2: (0.0, 180.0), 4: (0.0, 90.0, 180.0, 270.0),
           8: tuple(45.0 * k for k in range(8))}
 
