@@ -74,9 +74,10 @@ def _child(request: dict) -> None:
     os.dup2(handle, fd)
     os.close(handle)
   sys.stdout, sys.stderr = (os.fdopen(os.dup(fd), 'w', buffering=1) for fd in (1, 2))
-  sys.argv = [os.path.join(os.getcwd(), 'jssl', 'main.py'), *request['args']]
+  module = request.get('module', 'jssl.main')
+  sys.argv = [os.path.join(os.getcwd(), *module.split('.')) + '.py', *request['args']]
   try:
-    runpy.run_module('jssl.main', run_name='__main__', alter_sys=True)
+    runpy.run_module(module, run_name='__main__', alter_sys=True)
   except SystemExit:
     raise
   except BaseException:  # pylint: disable=broad-except
@@ -88,7 +89,8 @@ def _child(request: dict) -> None:
 def serve() -> None:
   """Reads JSON requests, one per line, on stdin; answers one JSON line each on stdout.
 
-  {"op": "spawn", "args", "env", "cwd", "out", "err"} -> {"pid"};
+  {"op": "spawn", "args", "env", "cwd", "out", "err"[, "module"]} -> {"pid"} ("module":
+  'jssl.main' by default, or another entry point such as 'jssl.sweep' or 'jssl.bench');
   {"op": "poll", "pid"} -> {"returncode": int or null}; {"op": "wait", "pid"} -> {"returncode"}.
   """
   _preimport()
@@ -191,24 +193,26 @@ class Launcher:
       raise RuntimeError('the tests/cli_fork.py server died; its stderr is in the test log')
     return json.loads(line)
 
-  def popen(self, args: list[str], *, env: dict, cwd: str, capture: bool = True):
-    """`python -m jssl.main ARGS` as a forked child (or a subprocess, see the module doc)."""
+  def popen(self, args: list[str], *, env: dict, cwd: str, capture: bool = True,
+            module: str = 'jssl.main'):
+    """`python -m MODULE ARGS` as a forked child (or a subprocess, see the module doc)."""
     if self._server is None:
       self._start(env)
     jax_env = lambda e: {k: v for k, v in e.items() if k.startswith(_SERVER_ENV_PREFIX)}
     if jax_env(env) != jax_env(self._server_env):
       pipe = subprocess.PIPE if capture else subprocess.DEVNULL
-      return subprocess.Popen([sys.executable, '-m', 'jssl.main', *args], env=env, cwd=cwd,
+      return subprocess.Popen([sys.executable, '-m', module, *args], env=env, cwd=cwd,
                               stdout=pipe, stderr=pipe, text=True)
     self._count += 1
     out, err = (os.path.join(self._scratch, f'{self._count}.{name}') for name in ('out', 'err'))
     pid = self.request({'op': 'spawn', 'args': list(args), 'env': dict(env), 'cwd': cwd,
-                        'out': out, 'err': err})['pid']
+                        'out': out, 'err': err, 'module': module})['pid']
     return Forked(self, pid, out, err, capture)
 
-  def run(self, args: list[str], *, env: dict, cwd: str, timeout: float = 600):
-    """`subprocess.run([python, -m, jssl.main, *args], capture_output=True, text=True)`."""
-    process = self.popen(args, env=env, cwd=cwd)
+  def run(self, args: list[str], *, env: dict, cwd: str, timeout: float = 600,
+          module: str = 'jssl.main'):
+    """`subprocess.run([python, -m, MODULE, *args], capture_output=True, text=True)`."""
+    process = self.popen(args, env=env, cwd=cwd, module=module)
     stdout, stderr = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
 

@@ -1,12 +1,12 @@
-"""`python -m jssl.bench` end to end on a tiny SimCLR config, in subprocesses (1 CPU device)."""
+"""`python -m jssl.bench` end to end on a tiny SimCLR config, in processes of their own (1 CPU
+device), and its `--data_only` measurement."""
 
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
+from cli_fork import launcher
 
 from jssl import bench
 
@@ -18,12 +18,13 @@ TINY = ['--config.batch_size=16', '--config.model.widths=(4,8)',
 
 
 def run_bench(*extra):
+  """`python -m jssl.bench` on one CPU device, forked by tests/cli_fork.py."""
   env = dict(os.environ)
   env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=1'
   env['JAX_PLATFORMS'] = 'cpu'
   env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-  return subprocess.run([sys.executable, '-m', 'jssl.bench', f'--config={CONFIG}', *extra],
-                        env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+  return launcher().run([f'--config={CONFIG}', *extra], env=env, cwd=REPO,
+                        module='jssl.bench', timeout=300)
 
 
 def test_bench_writes_consistent_positive_results(tmp_path):

@@ -4,13 +4,12 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
+from cli_fork import launcher
 from shared_run import FAST_CODEGEN
 
 from jssl import sweep
@@ -71,7 +70,8 @@ def test_summary_is_mean_and_sample_std_over_seeds(tmp_path):
 
 
 def _sweep_command(workdir):
-  return [sys.executable, '-m', 'jssl.sweep', '--config=experiments/configs/simclr.py',
+  """The arguments of `python -m jssl.sweep` (run by tests/cli_fork.py)."""
+  return ['--config=experiments/configs/simclr.py',
           '--sweep=simclr.temperature=0.1,0.2,0.5', '--seeds=3', '--vmap_seeds',
           f'--workdir={workdir}', *TINY]
 
@@ -88,21 +88,20 @@ def test_sweep_cli_killed_and_rerun_finishes_only_the_missing_points(tmp_path):
   workdir = str(tmp_path / 'sweep')
   first_point = os.path.join(workdir, 'simclr.temperature=0.1')
   finals = [os.path.join(first_point, f'seed_{s}', 'final.json') for s in range(3)]
-  process = subprocess.Popen(_sweep_command(workdir), cwd=REPO, env=_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  process = launcher().popen(_sweep_command(workdir), cwd=REPO, env=_env(),
+                             module='jssl.sweep')
   deadline = time.time() + 300
   while not all(os.path.exists(f) for f in finals):
-    assert process.poll() is None, process.stdout.read()[-3000:]
+    assert process.poll() is None, process.communicate()[1][-3000:]
     assert time.time() < deadline, 'the first point did not finish in 300 s'
     time.sleep(0.2)
   process.send_signal(signal.SIGKILL)
-  process.wait()
+  process.communicate()
   stamps = [os.stat(f).st_mtime_ns for f in finals]
   assert not os.path.exists(os.path.join(workdir, 'simclr.temperature=0.5', 'seed_0',
                                          'final.json'))
 
-  result = subprocess.run(_sweep_command(workdir), cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=600)
+  result = launcher().run(_sweep_command(workdir), cwd=REPO, env=_env(), module='jssl.sweep')
   assert result.returncode == 0, result.stderr[-3000:]
   assert '[1/3] simclr.temperature=0.1: done earlier, skipped' in result.stdout
   assert '[3/3] simclr.temperature=0.5: seeds [0, 1, 2]' in result.stdout
@@ -134,9 +133,7 @@ def test_sweep_cli_reports_bad_input(tmp_path):
       (['--sweep=simclr.temprature=0.1,0.2'], 'not a field of this config'),
       (['--sweep=augment.compose=crop,foo', '--config.num_steps=1'], 'augment.compose'),
       ([], '--sweep are required')):
-    result = subprocess.run(
-        [sys.executable, '-m', 'jssl.sweep', '--config=experiments/configs/simclr.py',
-         f'--workdir={tmp_path}', *args], cwd=REPO, env=_env(), capture_output=True, text=True,
-        timeout=300)
+    result = launcher().run(['--config=experiments/configs/simclr.py', f'--workdir={tmp_path}',
+                             *args], cwd=REPO, env=_env(), module='jssl.sweep', timeout=300)
     assert result.returncode == 2, (args, result.stderr[-2000:])
     assert message in result.stderr, (args, result.stderr[-2000:])
