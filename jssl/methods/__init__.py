@@ -11,6 +11,7 @@ from jssl.methods import dino
 from jssl.methods import flow
 from jssl.methods import gan
 from jssl.methods import instdisc
+from jssl.methods import jigsaw
 from jssl.methods import local_aggregation
 from jssl.methods import made
 from jssl.methods import mae
@@ -48,6 +49,7 @@ METHODS = {
     'flow': flow.create,
     'gan': gan.create,
     'instdisc': instdisc.create,
+    'jigsaw': jigsaw.create,
     'local_aggregation': local_aggregation.create,
     'made': made.create,
     'mae': mae.create,

@@ -47,6 +47,7 @@ TINY_OVERRIDES = {
     'mae': {'mae.hidden_dim': 16, 'mae.decoder_hidden_dim': 8, 'mae.num_layers': 1,
             'mae.num_heads': 2, 'mae.mlp_dim': 16, 'mae.decoder_num_layers': 1,
             'mae.decoder_num_heads': 2, 'mae.decoder_mlp_dim': 16, 'mae.eval_examples': 64},
+    'jigsaw': {'dataset.image_size': 12, 'jigsaw.num_permutations': 10},
     'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,
             'gan.discriminator_steps': 2},
 }
