@@ -58,57 +58,6 @@ def local_indices(order: np.ndarray, position: int, *, global_batch_size: int,
   return order[start:start + local]
 
 
-def _check_settings(num_examples: int, global_batch_size: int, process_count: int) -> None:
-  if global_batch_size <= 0:
-    raise ValueError(f'global_batch_size must be positive, got {global_batch_size}')
-  if global_batch_size % process_count:
-    raise ValueError(
-        f'global_batch_size={global_batch_size} is not divisible by the number of processes '
-        f'({process_count}); choose a multiple of {process_count}.')
-  if num_examples < global_batch_size:
-    raise ValueError(
-        f'the training split has {num_examples} examples, fewer than one global batch of '
-        f'{global_batch_size}; lower --config.batch_size to at most {num_examples}.')
-
-
-class _Position:
-  """The (epoch, position) of the next batch, saved in checkpoints, and its checks."""
-
-  def _init_position(self, source: Source, global_batch_size: int, seed: int) -> None:
-    self._epoch = 0
-    self._position = 0
-    self._settings = {'seed': int(seed), 'global_batch_size': global_batch_size,
-                      'num_examples': len(source)}
-
-  @property
-  def steps_per_epoch(self) -> int:
-    return self._settings['num_examples'] // self._settings['global_batch_size']
-
-  def get_state(self) -> dict[str, Any]:
-    """JSON-serialisable position, saved in checkpoints."""
-    return {'epoch': self._epoch, 'position': self._position, **self._settings}
-
-  def set_state(self, state: dict[str, Any]) -> None:
-    """Restores a position saved by `get_state`; refuses a state from different settings."""
-    for key, mine in self._settings.items():
-      if state.get(key) != mine:
-        raise ValueError(
-            f'cannot resume the data iterator: the checkpoint was written with {key}='
-            f'{state.get(key)} but this run has {key}={mine}. Resume with the original '
-            'config, or start a new --workdir.')
-    self._epoch = int(state['epoch'])
-    self._position = int(state['position'])
-    self._moved()
-
-  def _moved(self) -> None:
-    """Called when the position was set from outside."""
-
-  def _advance(self) -> None:
-    self._position += 1
-    if self._position >= self.steps_per_epoch:
-      self._epoch, self._position = self._epoch + 1, 0
-
-
 class BatchAtStep:
   """The batch of global step g (epoch g // steps_per_epoch): a picklable function, so that
   grain's worker processes can each compute the batches of their own steps."""
@@ -152,6 +101,59 @@ class BatchAtStep:
     return self.at(*divmod(int(step), self.steps_per_epoch))
 
 
+class _StepIterator:
+  """What both iterators share: the settings' checks, the batch of each step (`BatchAtStep`)
+  and the (epoch, position) of the next batch, saved in checkpoints."""
+
+  def __init__(self, source: Source, *, global_batch_size: int, seed: int, process_index: int,
+               process_count: int, shuffle: bool):
+    if global_batch_size <= 0:
+      raise ValueError(f'global_batch_size must be positive, got {global_batch_size}')
+    if global_batch_size % process_count:
+      raise ValueError(
+          f'global_batch_size={global_batch_size} is not divisible by the number of processes '
+          f'({process_count}); choose a multiple of {process_count}.')
+    if len(source) < global_batch_size:
+      raise ValueError(
+          f'the training split has {len(source)} examples, fewer than one global batch of '
+          f'{global_batch_size}; lower --config.batch_size to at most {len(source)}.')
+    self._batch_at = BatchAtStep(source, global_batch_size=global_batch_size, seed=seed,
+                                 process_index=process_index, process_count=process_count,
+                                 shuffle=shuffle)
+    self._epoch = 0
+    self._position = 0
+    self._settings = {'seed': int(seed), 'global_batch_size': global_batch_size,
+                      'num_examples': len(source)}
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return self._batch_at.steps_per_epoch
+
+  def get_state(self) -> dict[str, Any]:
+    """JSON-serialisable position, saved in checkpoints."""
+    return {'epoch': self._epoch, 'position': self._position, **self._settings}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    """Restores a position saved by `get_state`; refuses a state from different settings."""
+    for key, mine in self._settings.items():
+      if state.get(key) != mine:
+        raise ValueError(
+            f'cannot resume the data iterator: the checkpoint was written with {key}='
+            f'{state.get(key)} but this run has {key}={mine}. Resume with the original '
+            'config, or start a new --workdir.')
+    self._epoch = int(state['epoch'])
+    self._position = int(state['position'])
+    self._moved()
+
+  def _moved(self) -> None:
+    """Called when the position was set from outside."""
+
+  def _advance(self) -> None:
+    self._position += 1
+    if self._position >= self.steps_per_epoch:
+      self._epoch, self._position = self._epoch + 1, 0
+
+
 def _exit_with_parent(parent_pid: int, worker_index: int, worker_count: int) -> None:
   """Runs first in each grain worker: the worker ends when the training process does.
 
@@ -173,7 +175,7 @@ def _exit_with_parent(parent_pid: int, worker_index: int, worker_count: int) -> 
   threading.Thread(target=watch, daemon=True, name='jssl-exit-with-parent').start()
 
 
-class GrainIterator(_Position):
+class GrainIterator(_StepIterator):
   """Yields this process's share of each global batch, read by a grain pipeline.
 
   The same batches, in the same order, as `BatchIterator` (see the module docstring). With
@@ -185,16 +187,13 @@ class GrainIterator(_Position):
   def __init__(self, source: Source, *, global_batch_size: int, seed: int,
                process_index: int = 0, process_count: int = 1, shuffle: bool = True,
                workers: int = 0, buffer_size: int = 1):
-    _check_settings(len(source), global_batch_size, process_count)
+    super().__init__(source, global_batch_size=global_batch_size, seed=seed,
+                     process_index=process_index, process_count=process_count, shuffle=shuffle)
     if workers < 0:
       raise ValueError(f'workers must be >= 0 (0 reads in this process), got {workers}; set '
                        '--config.dataset.workers to 0 or more.')
     if buffer_size < 1:
       raise ValueError(f'buffer_size must be >= 1, got {buffer_size}')
-    self._init_position(source, global_batch_size, seed)
-    self._batch_at = BatchAtStep(source, global_batch_size=global_batch_size, seed=seed,
-                                 process_index=process_index, process_count=process_count,
-                                 shuffle=shuffle)
     self.workers = workers
     self._buffer_size = buffer_size
     self._iterator = None  # built at the first batch from the current position
@@ -239,18 +238,15 @@ class GrainIterator(_Position):
         close()
 
 
-class BatchIterator(_Position):
+class BatchIterator(_StepIterator):
   """Yields this process's share of each global batch, in a reproducible order; the next
   batch is read on one thread while the caller works on this one."""
 
   def __init__(self, source: Source, *, global_batch_size: int, seed: int,
                process_index: int = 0, process_count: int = 1, shuffle: bool = True,
                prefetch: bool = True):
-    _check_settings(len(source), global_batch_size, process_count)
-    self._init_position(source, global_batch_size, seed)
-    self._batch_at = BatchAtStep(source, global_batch_size=global_batch_size, seed=seed,
-                                 process_index=process_index, process_count=process_count,
-                                 shuffle=shuffle)
+    super().__init__(source, global_batch_size=global_batch_size, seed=seed,
+                     process_index=process_index, process_count=process_count, shuffle=shuffle)
     self._executor = (concurrent.futures.ThreadPoolExecutor(max_workers=1)
                       if prefetch else None)
     self._pending: tuple[tuple[int, int], concurrent.futures.Future] | None = None

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jssl import augment
 from jssl import models
@@ -187,6 +188,21 @@ def encode_fn(model: EncoderProjector):
                        method=EncoderProjector.encode)
 
   return encode
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mean cross-entropy of integer labels and the accuracy, for pretext tasks that classify a
+  transformation (RotNet's rotation, the jigsaw's permutation).
+
+  Args:
+    logits: [N, K].
+    labels: [N] int32 in [0, K).
+
+  Returns:
+    (loss, accuracy), scalars.
+  """
+  value = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return value, jnp.mean(jnp.argmax(logits, axis=-1) == labels)
 
 
 def init_target(params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:

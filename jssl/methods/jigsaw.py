@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from jssl import augment
 from jssl import models
@@ -113,6 +112,17 @@ class ContextFreeNetwork(nn.Module):
     return self.encoder(images, train=False)
 
 
+def build_model(config: ml_collections.ConfigDict) -> ContextFreeNetwork:
+  """The shared tile encoder and the permutation head (Dense -> BN -> ReLU -> Dense,
+  `projection_hidden_dim` wide, `num_permutations` outputs) of `config`."""
+  m = config.model
+  return ContextFreeNetwork(
+      encoder=models.encoder_from_config(m),
+      head=models.MLPHead(hidden_dims=(m.projection_hidden_dim,),
+                          output_dim=config.jigsaw.num_permutations,
+                          dtype=models.DTYPES[m.dtype]))
+
+
 def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   """Builds the jigsaw method from `config.model`, `config.augment` and `config.jigsaw`."""
   del info
@@ -139,11 +149,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   log.info('jigsaw: %d permutations of %d tiles, smallest Hamming distance %d',
            c.num_permutations, num_tiles, min_hamming_distance(permutations))
   table = jnp.asarray(permutations)
-  m = config.model
-  model = ContextFreeNetwork(
-      encoder=models.encoder_from_config(m),
-      head=models.MLPHead(hidden_dims=(m.projection_hidden_dim,), output_dim=c.num_permutations,
-                          dtype=models.DTYPES[m.dtype]))
+  model = build_model(config)
 
   def puzzle(key, image):
     offset_key, perm_key = jax.random.split(key)
@@ -154,8 +160,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def prepare(rng, batch, constants):
     """{'tiles': [B, T, t, t, C] shuffled tiles, 'label': int32 [B] permutation indices}."""
-    view_key, puzzle_key = jax.random.split(rng)
     del constants
+    view_key, puzzle_key = jax.random.split(rng)
     (view,) = augment.augment_views(view_key, batch['image'], views)
     keys = jax.random.split(puzzle_key, view.shape[0])
     tiles, labels = jax.vmap(puzzle)(keys, view)
@@ -163,14 +169,13 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def init(rng, images):
     dummy = jnp.zeros((images.shape[0], num_tiles, tile, tile, images.shape[-1]), images.dtype)
-    variables = model.init(rng, dummy, train=True)
-    return variables['params'], variables.get('batch_stats', {}), {}
+    params, batch_stats = common.init_variables(model, rng, dummy)
+    return params, batch_stats, {}
 
   def loss(params, batch_stats, extra, inputs, step, rng):
     del step, rng
     (h, logits), batch_stats = common.apply_train(model, params, batch_stats, inputs['tiles'])
-    value = optax.softmax_cross_entropy_with_integer_labels(logits, inputs['label']).mean()
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == inputs['label'])
+    value, accuracy = common.classification_loss(logits, inputs['label'])
     # Two tiles of each puzzle, as two [B, F] views of the same examples for the collapse
     # diagnostics (the loss sees no whole image, so there is no online probe).
     return value, LossOutput(batch_stats=batch_stats, extra=extra,
@@ -181,5 +186,5 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     return model.apply({'params': params, 'batch_stats': batch_stats}, images,
                        method=ContextFreeNetwork.encode)
 
-  return Method(name='jigsaw', views=views, features_dim=models.features_dim(m), init=init,
-                loss=loss, encode=encode, prepare=prepare, online_probe=False)
+  return Method(name='jigsaw', views=views, features_dim=models.features_dim(config.model),
+                init=init, loss=loss, encode=encode, prepare=prepare, online_probe=False)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from jssl import models
 from jssl.augment.image import rotate
@@ -48,18 +47,15 @@ def rotated_copies(images: jax.Array, num_rotations: int) -> tuple[jax.Array, ja
   return common.interleave(copies), labels
 
 
-def rotation_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Mean cross-entropy of the rotation index and the accuracy.
-
-  Args:
-    logits: [N, K] classifier outputs.
-    labels: [N] int32 rotation indices in [0, K).
-
-  Returns:
-    (loss, accuracy), scalars.
-  """
-  value = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-  return value, jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+def build_model(config: ml_collections.ConfigDict) -> common.EncoderProjector:
+  """The encoder and the rotation classifier (`projection_layers` Dense layers, hidden width
+  `projection_hidden_dim`, `num_rotations` outputs) of `config`."""
+  m = config.model
+  return common.EncoderProjector(
+      encoder=models.encoder_from_config(m),
+      projector=models.MLPHead(hidden_dims=(m.projection_hidden_dim,) * (m.projection_layers - 1),
+                               output_dim=config.rotation.num_rotations,
+                               dtype=models.DTYPES[m.dtype]))
 
 
 def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
@@ -73,11 +69,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     raise ConfigError(f'config.model.projection_layers={config.model.projection_layers} must be '
                       '>= 1 (1: a linear rotation classifier on the features).')
   views = common.views_for(config, 1, 'Rotation')
-  m = config.model
-  model = common.EncoderProjector(
-      encoder=models.encoder_from_config(m),
-      projector=models.MLPHead(hidden_dims=(m.projection_hidden_dim,) * (m.projection_layers - 1),
-                               output_dim=num_rotations, dtype=models.DTYPES[m.dtype]))
+  model = build_model(config)
 
   def init(rng, images):
     params, batch_stats = common.init_variables(model, rng, images)
@@ -88,7 +80,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     (view,) = batch.views
     images, labels = rotated_copies(view, num_rotations)
     (h, logits, _), batch_stats = common.apply_train(model, params, batch_stats, images)
-    value, accuracy = rotation_loss(logits, labels)
+    value, accuracy = common.classification_loss(logits, labels)
     per_rotation = common.deinterleave(h, num_rotations)
     # Collapse diagnostics on the features of the upright and the half-turned copies (the
     # space the classifier reads).

@@ -68,6 +68,14 @@ def loop_steps(config, workdir, num_steps):
     run.iterator.close()
 
 
+def cross_entropy(logits, labels):
+  """Mean cross-entropy of integer labels, in float64 NumPy (a naive reference)."""
+  logits = np.asarray(logits, np.float64)
+  shifted = logits - logits.max(1, keepdims=True)
+  log_softmax = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+  return -np.mean(log_softmax[np.arange(len(labels)), np.asarray(labels)])
+
+
 def unit(x):
   """Rows of x scaled to unit L2 norm, in float64."""
   x = np.asarray(x, np.float64)
