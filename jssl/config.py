@@ -214,6 +214,7 @@ def apply_small_multicrop(config: ml_collections.ConfigDict, dataset: str) -> No
 
 
 _EXAMPLE_DATASETS = {'image': 'digits, fashion_mnist, cifar10',
+                     'series': 'basic_motions, japanese_vowels',
                      'text': 'austen_wordnet, wordnet_glosses, fortunes',
                      'graph': 'wordnet_nouns, polblogs, football'}
 
@@ -262,7 +263,7 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
   except ValueError as error:
     raise ConfigError(f'config.dataset.name={config.dataset.name!r} is not a known dataset: '
                       f'{error}') from None
-  wanted = methods.modality(config.method)
+  wanted = methods.modalities(config.method)
   for field in ('dataset.name', 'eval.dataset'):
     name = config.dataset.name if field == 'dataset.name' else config.eval.get('dataset')
     if not name:
@@ -272,10 +273,15 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int,
         data.check_dataset_name(name)
       except ValueError as error:
         raise ConfigError(f'config.eval.dataset={name!r} is not a known dataset: {error}') from None
-    _require(data.modality_of(name) == wanted,
+    _require(data.modality_of(name) in wanted,
              f'config.{field}={name!r} is a {data.modality_of(name)} dataset, but '
-             f'{config.method} trains on {wanted} data; choose a {wanted} dataset '
-             f'(e.g. {_EXAMPLE_DATASETS[wanted]}) or a {data.modality_of(name)} method.')
+             f'{config.method} trains on {" or ".join(wanted)} data; choose a {wanted[0]} dataset '
+             f'(e.g. {_EXAMPLE_DATASETS[wanted[0]]}) or a {data.modality_of(name)} method.')
+  eval_name = config.eval.get('dataset')
+  _require(not eval_name or data.modality_of(eval_name) == data.modality_of(config.dataset.name),
+           f'config.eval.dataset={eval_name!r} is {data.modality_of(eval_name or "")} data but '
+           f'the run trains on {config.dataset.name!r} ({data.modality_of(config.dataset.name)}); '
+           'probes read the representation of the data the encoder was trained on.')
   _require(config.dataset.image_size >= 4,
            f'config.dataset.image_size={config.dataset.image_size} is too small; use >= 4.')
   _require(config.model.encoder in models.ENCODERS,

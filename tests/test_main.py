@@ -170,6 +170,10 @@ _SMALL = {
                  '--config.vqvae.eval_examples=64',
                  # 5 steps an epoch, so the resumed run restarts dead codes at epochs 1 and 2
                  '--config.batch_size=256', '--config.vqvae.dead_threshold=100'),
+    'cpc.py': ('--config.cpc.context_dim=8', '--config.cpc.encoder_widths=(8,8)',
+               '--config.cpc.encoder_kernel_sizes=(3,3)', '--config.cpc.encoder_strides=(1,2)',
+               '--config.cpc.prediction_steps=2', '--config.cpc.crop_length=20',
+               '--config.eval.knn_k=5'),
     'bert.py': ('--config.dataset.max_length=8', '--config.model.num_layers=1',
                 '--config.model.hidden_dim=16', '--config.model.mlp_dim=32',
                 '--config.model.max_length=19', '--config.bert.eval_examples=64',
@@ -179,15 +183,15 @@ _SMALL = {
 
 @pytest.mark.parametrize('spec', ['moco.py', 'instdisc.py:digits_nce', 'dino.py',
                                   'gan.py:digits', 'vae.py', 'dae.py', 'made.py', 'pixelcnn.py',
-                                  'vqvae.py', 'bert.py', 'dgi.py:toy'])
+                                  'vqvae.py', 'bert.py', 'dgi.py:toy', 'cpc.py'])
 def test_sigkill_resume_restores_queues_banks_and_targets(spec, tmp_path):
   """MoCo (key encoder, queue and its pointer), InstDisc (memory bank, NCE's constant Z),
   DINO (EMA teacher, EMA centre, multi-crop views), the GAN (two players, two optimizer
   states, two discriminator updates per step), the VAE (binarization keys), the DAE (its
   corruption keys), MADE (a mask drawn per step), the PixelCNN, BERT (pairs and
   masks drawn on the device from the step's key), the VQ-VAE (EMA codebook statistics and code
-  usage) and DGI (a corruption per step, the graph as
-  device constants)."""
+  usage), DGI (a corruption per step, the graph as device constants) and CPC on time series
+  (a random window of each series per step)."""
   config = os.path.join(REPO, 'experiments', 'configs', spec)
   flags = ('--config.eval.at_start=false', *_SMALL.get(spec, ()))
   reference = str(tmp_path / 'reference')

@@ -19,6 +19,8 @@ from jssl.data.fashion_mnist import DEFAULT_DATA_DIR as FASHION_MNIST_DIR
 from jssl.data.fashion_mnist import load_fashion_mnist
 from jssl.data.iterator import BatchIterator
 from jssl.data.iterator import GrainIterator
+from jssl.data.series import SERIES_DATASETS
+from jssl.data.series import TS_PREFIX
 
 TFDS_PREFIX = 'tfds:'
 
@@ -72,10 +74,12 @@ def _graph_names() -> tuple[str, ...]:
 
 
 def modality_of(name: str) -> str:
-  """'text', 'graph' or 'image': which family of loaders reads the dataset `name`."""
+  """'text', 'graph', 'series' or 'image': which family of loaders reads the dataset `name`."""
   from jssl.data.graph import PLANETOID_PREFIX  # pylint: disable=g-import-not-at-top
   if name in _text_names() or name.startswith(TFDS_TEXT_PREFIX):
     return 'text'
+  if name in SERIES_DATASETS or name.startswith(TS_PREFIX):
+    return 'series'
   if name in _graph_names() or name.startswith(PLANETOID_PREFIX):
     return 'graph'
   return 'image'
@@ -89,18 +93,22 @@ def check_dataset_name(name: str) -> None:
   from jssl.data.graph import PLANETOID_PREFIX  # pylint: disable=g-import-not-at-top
   if name in DATASETS or name in _text_names() or name in _graph_names():
     return
-  for prefix in (TFDS_TEXT_PREFIX, PLANETOID_PREFIX):
+  if name in SERIES_DATASETS:
+    return
+  for prefix in (TFDS_TEXT_PREFIX, PLANETOID_PREFIX, TS_PREFIX):
     if name.startswith(prefix) and len(name) > len(prefix):
       return
   if name.startswith(TFDS_PREFIX) and len(name) > len(TFDS_PREFIX):
     return
   raise ValueError(
       f'unknown dataset {name!r}. Valid names: images {", ".join(KNOWN_DATASETS)}; text '
-      f'{", ".join(_text_names())}; graphs {", ".join(_graph_names())}; or '
+      f'{", ".join(_text_names())}; graphs {", ".join(_graph_names())}; time series '
+      f'{", ".join(SERIES_DATASETS)}; or '
       f'"{TFDS_PREFIX}NAME" for any other TFDS image dataset prepared as array_record '
       f'(e.g. "{TFDS_PREFIX}oxford_flowers102"), "{TFDS_TEXT_PREFIX}NAME" for a TFDS text '
       f'dataset (e.g. "{TFDS_TEXT_PREFIX}imdb_reviews"), "planetoid:NAME" for Planetoid files '
-      'in --config.dataset.data_dir (e.g. "planetoid:cora").')
+      'in --config.dataset.data_dir (e.g. "planetoid:cora"), "ts:NAME" for UEA/UCR .ts files in '
+      '--config.dataset.data_dir (e.g. "ts:EthanolConcentration").')
 
 
 def load_dataset(name: str, *, data_dir: str | None = None,
@@ -136,7 +144,7 @@ def load_dataset_from_config(name: str, dataset_config, *, tokenizer=None) -> Da
   Images read `data_dir` and `stored_size`; text datasets `vocab_size` and `max_length` (and
   use `tokenizer` when given: an evaluation dataset read with the training corpus's); graphs
   `feature_dim` (WordNet's gloss features; their splits are fixed, seed 0, so every run of
-  every method is probed on the same nodes).
+  every method is probed on the same nodes); time series `data_dir` (None: sktime's copy).
   """
   check_dataset_name(name)
   modality = modality_of(name)
@@ -153,6 +161,9 @@ def load_dataset_from_config(name: str, dataset_config, *, tokenizer=None) -> Da
     return text.load_text_dataset(name, vocab_size=dataset_config.vocab_size,
                                   max_length=dataset_config.max_length, tokenizer=tokenizer,
                                   data_dir=data_dir)
+  if modality == 'series':
+    from jssl.data.series import load_series_dataset  # pylint: disable=g-import-not-at-top
+    return load_series_dataset(name, data_dir=data_dir)
   if modality == 'graph':
     from jssl.data import graph  # pylint: disable=g-import-not-at-top
     return graph.load_graph_dataset(name, data_dir=data_dir,

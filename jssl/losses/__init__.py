@@ -37,6 +37,7 @@ from jssl.losses.generative import (
 )
 from jssl.losses.graph import dgi
 from jssl.losses.language import mlm_loss
+from jssl.losses.predictive import cpc
 from jssl.losses.noncontrastive import (
     barlow_twins,
     barlow_twins_terms,
@@ -54,6 +55,7 @@ __all__ = [
     'discretized_nll',
     'batch_info_nce',
     'byol',
+    'cpc',
     'dgi',
     'dino',
     'dino_center_update',

@@ -5,6 +5,7 @@ from jssl.methods import barlow_twins
 from jssl.methods import bert
 from jssl.methods import byol
 from jssl.methods import cmc
+from jssl.methods import cpc
 from jssl.methods import deepcluster
 from jssl.methods import dgi
 from jssl.methods import dino
@@ -42,6 +43,7 @@ METHODS = {
     'bert': bert.create,
     'byol': byol.create,
     'cmc': cmc.create,
+    'cpc': cpc.create,
     'dae': autoencoder.create_dae,
     'deepcluster': deepcluster.create,
     'dgi': dgi.create,
@@ -71,16 +73,23 @@ METHODS = {
     'vqvae_prior': vqvae_prior.create,
 }
 
-# The modality of the data each method trains on; every method not listed trains on images.
+# The modalities of the data each method trains on, the first its default; every method not
+# listed trains on images.
 MODALITIES = {
-    'bert': 'text',
-    'dgi': 'graph',
+    'bert': ('text',),
+    'cpc': ('series', 'image'),
+    'dgi': ('graph',),
 }
 
 
+def modalities(name: str) -> tuple[str, ...]:
+  """The modalities ('image', 'text', 'graph', 'series') the method `name` trains on."""
+  return MODALITIES.get(name, ('image',))
+
+
 def modality(name: str) -> str:
-  """'image', 'text' or 'graph': the data the method `name` trains on."""
-  return MODALITIES.get(name, 'image')
+  """The first (default) modality of `modalities(name)`."""
+  return modalities(name)[0]
 
 
-__all__ = ['METHODS', 'MODALITIES', 'modality', 'Batch', 'LossOutput', 'Method', 'TrainInfo']
+__all__ = ['METHODS', 'MODALITIES', 'modalities', 'modality', 'Batch', 'LossOutput', 'Method', 'TrainInfo']

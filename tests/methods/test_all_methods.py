@@ -48,14 +48,21 @@ TINY_OVERRIDES = {
             'mae.num_heads': 2, 'mae.mlp_dim': 16, 'mae.decoder_num_layers': 1,
             'mae.decoder_num_heads': 2, 'mae.decoder_mlp_dim': 16, 'mae.eval_examples': 64},
     'jigsaw': {'dataset.image_size': 12, 'jigsaw.num_permutations': 10},
+    'cpc': {'cpc.context_dim': 8, 'cpc.encoder_widths': (8, 8), 'cpc.encoder_kernel_sizes': (3, 3),
+            'cpc.encoder_strides': (1, 2), 'cpc.prediction_steps': 2, 'cpc.crop_length': 20},
+    'cpc:digits': {'cpc.context_dim': 8, 'cpc.context_layers': 1, 'cpc.patch_size': 4,
+                   'cpc.patch_stride': 2},
     'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,
             'gan.discriminator_steps': 2},
 }
 
 
-def tiny_config(name):
-  """The method's digits config, shrunk so that a step compiles and runs in seconds."""
-  config = tiny.tiny_config(name, image_size=8, variant=TINY_VARIANTS.get(name))
+def tiny_config(spec):
+  """The method's digits config (or `name:variant`'s), shrunk so that a step compiles and runs
+  in seconds."""
+  name, _, variant = spec.partition(':')
+  config = tiny.tiny_config(name, image_size=8,
+                            variant=variant or TINY_VARIANTS.get(name))
   config.batch_size = 16
   config.num_steps = STEPS_BEFORE + STEPS_AFTER
   config.optimizer.warmup_steps = 1
@@ -67,7 +74,7 @@ def tiny_config(name):
       section[key] = 64
     elif key == 'num_negatives':
       section[key] = 24
-  for field, value in TINY_OVERRIDES.get(name, {}).items():
+  for field, value in TINY_OVERRIDES.get(spec, {}).items():
     parent, _, key = field.rpartition('.')
     config[parent][key] = value
   return config
@@ -131,7 +138,11 @@ def run_record(name, workdir):
           'uninterrupted': uninterrupted, 'resumed': resumed}
 
 
-@pytest.mark.parametrize('name', sorted(methods.METHODS))
+# Methods that train on several modalities run once per other modality too.
+EXTRA_SPECS = ('cpc:digits',)
+
+
+@pytest.mark.parametrize('name', sorted(methods.METHODS) + list(EXTRA_SPECS))
 def test_eight_devices_match_one_and_restore_continues_exactly(name, tmp_path):
   record = run_record(name, str(tmp_path))
   if name in PINNED_LOSSES:

@@ -1,0 +1,97 @@
+"""`jssl.losses.cpc` against a loop over every prediction, its gradients, its errors, and 8
+simulated devices against one."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+from jax.test_util import check_grads
+
+from jssl import losses
+import sharding_check
+
+RNG = np.random.default_rng(0)
+
+
+def _naive_cpc(preds, future, temperature, mask):
+  """One softmax per counted prediction, over every unmasked encoding of the batch."""
+  num_k, batch, steps, _ = preds.shape
+  candidates = [(n, s) for n in range(batch) for s in range(steps) if mask[n, s]]
+  total, count = 0.0, 0
+  for k in range(num_k):
+    for b in range(batch):
+      for t in range(steps - k - 1):
+        if not (mask[b, t] and mask[b, t + k + 1]):
+          continue
+        scores = {c: float(np.dot(preds[k, b, t], future[c])) / temperature for c in candidates}
+        top = max(scores.values())
+        log_z = top + math.log(sum(math.exp(v - top) for v in scores.values()))
+        total += log_z - scores[(b, t + k + 1)]
+        count += 1
+  return total / count
+
+
+def _inputs(num_k=2, batch=3, steps=5, dim=4, scale=1.0):
+  preds = RNG.normal(scale=scale, size=(num_k, batch, steps, dim)).astype(np.float32)
+  future = RNG.normal(scale=scale, size=(batch, steps, dim)).astype(np.float32)
+  return preds, future
+
+
+def test_cpc_matches_a_loop_over_predictions():
+  preds, future = _inputs()
+  full = np.ones(future.shape[:2], bool)
+  np.testing.assert_allclose(losses.cpc(preds, future), _naive_cpc(preds, future, 1.0, full),
+                             rtol=1e-5)
+  np.testing.assert_allclose(losses.cpc(preds, future, temperature=0.3),
+                             _naive_cpc(preds, future, 0.3, full), rtol=1e-5)
+  # Padded sequences: lengths 5, 3 and 1 (the last has no prediction of its own, and its
+  # padding is never a negative).
+  mask = np.arange(5)[None, :] < np.asarray([5, 3, 1])[:, None]
+  np.testing.assert_allclose(losses.cpc(preds, future, mask=mask),
+                             _naive_cpc(preds, future, 1.0, mask), rtol=1e-5)
+  # Padding's values do not matter.
+  noisy = np.where(mask[..., None], future, 1e3)
+  np.testing.assert_allclose(losses.cpc(preds, noisy, mask=mask),
+                             losses.cpc(preds, future, mask=mask), rtol=1e-6)
+
+
+def test_cpc_bounds_and_dtype():
+  # All scores equal: the loss is log of the number of candidates, B * T.
+  preds, future = np.zeros((3, 2, 6, 4), np.float32), np.ones((2, 6, 4), np.float32)
+  np.testing.assert_allclose(losses.cpc(preds, future), math.log(12), rtol=1e-6)
+  # Predictions that point at their own future alone, with orthogonal encodings: loss -> 0.
+  future = np.eye(12, dtype=np.float32).reshape(2, 6, 12) * 50
+  preds = np.stack([np.roll(future, -(k + 1), axis=1) for k in range(2)])
+  assert float(losses.cpc(preds, future)) < 1e-6
+  bf16 = losses.cpc(jnp.asarray(preds, jnp.bfloat16), jnp.asarray(future, jnp.bfloat16))
+  assert bf16.dtype == jnp.float32
+
+
+def test_cpc_gradients():
+  preds, future = (x.astype(np.float64) for x in _inputs(num_k=2, batch=2, steps=4, dim=3))
+  fn = lambda p, f: losses.cpc(p, f, temperature=0.5)
+  check_grads(fn, (preds, future), order=1, modes=['rev'], atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize('preds_shape, future_shape, kwargs, message', [
+    ((2, 3, 5), (3, 5, 4), {}, 'must be \\[K, B, T, D\\]'),
+    ((2, 3, 5, 4), (3, 6, 4), {}, 'to match'),
+    ((5, 3, 5, 4), (3, 5, 4), {}, 'needs T > 5'),
+    ((2, 3, 5, 4), (3, 5, 4), {'temperature': 0.0}, 'temperature=0.0 must be > 0'),
+    ((2, 3, 5, 4), (3, 5, 4), {'mask': np.ones((3, 4), bool)}, 'mask \\(3, 4\\) must be'),
+])
+def test_cpc_errors_name_the_problem(preds_shape, future_shape, kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    losses.cpc(np.zeros(preds_shape, np.float32), np.zeros(future_shape, np.float32), **kwargs)
+
+
+def test_eight_devices_equal_one():
+  preds, future = _inputs(num_k=3, batch=8, steps=6, dim=4)
+  mask = np.arange(6)[None, :] < RNG.integers(1, 7, size=8)[:, None]
+  sharding_check.assert_sharded_equals_single(
+      lambda p, f, m: losses.cpc(p, f, temperature=0.5, mask=m), (preds, future, mask),
+      [(P(None, 'data'), P('data'), P('data')), (P(), P('data'), P()),
+       (P(None, 'data'), P(), P('data'))], argnums=(0, 1))
