@@ -37,7 +37,7 @@ from jssl.losses.generative import (
 )
 from jssl.losses.graph import dgi
 from jssl.losses.language import mlm_loss
-from jssl.losses.predictive import cpc
+from jssl.losses.predictive import cpc, dim_local_global
 from jssl.losses.noncontrastive import (
     barlow_twins,
     barlow_twins_terms,
@@ -57,6 +57,7 @@ __all__ = [
     'byol',
     'cpc',
     'dgi',
+    'dim_local_global',
     'dino',
     'dino_center_update',
     'gan_discriminator',

@@ -64,3 +64,63 @@ def cpc(context_predictions: jax.Array, future: jax.Array, *, temperature: float
     total += jnp.sum(jnp.where(counted, lse - positive, 0.0))
     count += jnp.sum(counted)
   return (total / jnp.maximum(count, 1)).astype(dtype)
+
+
+DIM_ESTIMATORS = ('jsd', 'infonce', 'dv')
+
+
+def dim_local_global(local: jax.Array, global_: jax.Array, *, estimator: str) -> jax.Array:
+  """Deep InfoMax's mutual-information objective between global and local features (Hjelm et
+  al. 2019), as a loss to minimise.
+
+  The critic is separable: the score of global vector i with local feature p of image j is
+  s[i, j, p] = global_[i] . local[j, p]. Pairs from the same image (i = j) are the positives
+  (samples of the joint), pairs from two images the negatives (samples of the product of the
+  marginals). With one location (P = 1) this is DIM's global objective between an image's
+  whole feature map (summarised into `local[:, 0]`) and its global vector.
+
+  Args:
+    local: [B, P, D] local features (P = feature-map positions), already projected.
+    global_: [B, D] global features, already projected.
+    estimator: the MI estimator whose negative is returned:
+      'jsd'     Jensen-Shannon (f-GAN form, DIM's default): E_neg[softplus(s)] +
+                E_pos[softplus(-s)];
+      'infonce' for each global i and location p, the softmax over the positive s[i, i, p] and
+                every negative s[i, j, q], j != i, any q: -E[log softmax at the positive];
+      'dv'      Donsker-Varadhan: -(E_pos[s] - log E_neg[exp(s)]).
+
+  Returns:
+    Scalar float32 loss (lower = more information under the estimator).
+
+  Raises:
+    ValueError: shapes that do not fit, a batch of one image (no negatives), or an unknown
+      estimator.
+  """
+  local, global_ = jnp.asarray(local), jnp.asarray(global_)
+  if local.ndim != 3 or global_.ndim != 2 or local.shape[0] != global_.shape[0] or (
+      local.shape[2] != global_.shape[1]):
+    raise ValueError('dim_local_global: local must be [B, P, D] and global_ [B, D] with the same '
+                     f'B and D; got {local.shape} and {global_.shape}.')
+  if local.shape[0] < 2:
+    raise ValueError('dim_local_global: the negatives come from the other images of the batch; '
+                     f'a batch of {local.shape[0]} has none.')
+  if estimator not in DIM_ESTIMATORS:
+    raise ValueError(f'dim_local_global: estimator={estimator!r} is unknown; choose one of '
+                     f'{list(DIM_ESTIMATORS)}.')
+  dtype = jnp.promote_types(local.dtype, jnp.float32)
+  batch, positions, _ = local.shape
+  scores = jnp.einsum('id,jpd->ijp', global_.astype(dtype), local.astype(dtype))  # [B, B, P]
+  same = jnp.eye(batch, dtype=bool)[:, :, None]
+  positive = jnp.diagonal(scores, axis1=0, axis2=1).T  # [B, P]: s[i, i, p]
+  num_negative = batch * (batch - 1) * positions
+  if estimator == 'jsd':
+    negative_term = jnp.sum(jnp.where(same, 0.0, jax.nn.softplus(scores))) / num_negative
+    return negative_term + jnp.mean(jax.nn.softplus(-positive))
+  negatives = jnp.where(same, -jnp.inf, scores)  # [B, B, P]
+  if estimator == 'dv':
+    log_mean_exp = jax.nn.logsumexp(negatives) - jnp.log(float(num_negative))
+    return log_mean_exp - jnp.mean(positive)
+  # InfoNCE: every global i's negatives are all of its scores with other images.
+  negative_lse = jax.nn.logsumexp(negatives.reshape(batch, -1), axis=-1)  # [B]
+  lse = jnp.logaddexp(positive, negative_lse[:, None])  # [B, P]
+  return jnp.mean(lse - positive)

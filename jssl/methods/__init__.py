@@ -8,6 +8,7 @@ from jssl.methods import cmc
 from jssl.methods import cpc
 from jssl.methods import deepcluster
 from jssl.methods import dgi
+from jssl.methods import dim
 from jssl.methods import dino
 from jssl.methods import flow
 from jssl.methods import gan
@@ -47,6 +48,7 @@ METHODS = {
     'dae': autoencoder.create_dae,
     'deepcluster': deepcluster.create,
     'dgi': dgi.create,
+    'dim': dim.create,
     'dino': dino.create,
     'flow': flow.create,
     'gan': gan.create,

@@ -224,8 +224,21 @@ class ResNet(nn.Module):
             zero_init_residual=self.zero_init_residual,
             dtype=self.dtype,
             name=f'stage{stage + 1}_block{block + 1}')(x, train)
+      # Each stage's feature map, kept only when 'intermediates' is mutable (Deep InfoMax's
+      # local features; see `feature_maps`).
+      self.sow('intermediates', FEATURE_MAPS, x)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     return x
+
+
+FEATURE_MAPS = 'feature_maps'
+
+
+def feature_maps(intermediates) -> tuple:
+  """The feature maps an encoder sowed (a `SmallCNN`'s blocks or a `ResNet`'s stages, in
+  order, each [B, H, W, C]) from the 'intermediates' collection of an `apply` with
+  ``mutable=['intermediates', ...]``."""
+  return tuple(intermediates[FEATURE_MAPS])
 
 
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)

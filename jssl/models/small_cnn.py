@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jssl.models.resnet import conv_kernel_init, normalize_images
+from jssl.models.resnet import FEATURE_MAPS, conv_kernel_init, normalize_images
 
 DEFAULT_WIDTHS = (32, 64, 128)
 
@@ -158,4 +158,6 @@ class SmallCNN(nn.Module):
           param_dtype=jnp.float32,
           name=f'bn_{i}')(x)
       x = nn.relu(x)
+      # Each block's map, kept only when 'intermediates' is mutable (`resnet.feature_maps`).
+      self.sow('intermediates', FEATURE_MAPS, x)
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))

@@ -95,3 +95,75 @@ def test_eight_devices_equal_one():
       lambda p, f, m: losses.cpc(p, f, temperature=0.5, mask=m), (preds, future, mask),
       [(P(None, 'data'), P('data'), P('data')), (P(), P('data'), P()),
        (P(None, 'data'), P(), P('data'))], argnums=(0, 1))
+
+
+def _naive_dim(local, global_, estimator):
+  """Deep InfoMax's estimators with loops over every (global, image, location) triple."""
+  batch, positions, _ = local.shape
+  score = lambda i, j, p: float(np.dot(global_[i], local[j, p]))
+  softplus = lambda x: math.log1p(math.exp(-abs(x))) + max(x, 0.0)
+  pos = [score(i, i, p) for i in range(batch) for p in range(positions)]
+  neg = [score(i, j, p) for i in range(batch) for j in range(batch) if j != i
+         for p in range(positions)]
+  if estimator == 'jsd':
+    return np.mean([softplus(s) for s in neg]) + np.mean([softplus(-s) for s in pos])
+  if estimator == 'dv':
+    return math.log(np.mean([math.exp(s) for s in neg])) - np.mean(pos)
+  values = []
+  for i in range(batch):
+    negatives = [score(i, j, q) for j in range(batch) if j != i for q in range(positions)]
+    for p in range(positions):
+      logits = [score(i, i, p)] + negatives
+      top = max(logits)
+      values.append(top + math.log(sum(math.exp(v - top) for v in logits)) - logits[0])
+  return np.mean(values)
+
+
+@pytest.mark.parametrize('estimator', ['jsd', 'infonce', 'dv'])
+def test_dim_estimators_match_loops(estimator):
+  local = RNG.normal(size=(4, 3, 5)).astype(np.float32)
+  global_ = RNG.normal(size=(4, 5)).astype(np.float32)
+  np.testing.assert_allclose(losses.dim_local_global(local, global_, estimator=estimator),
+                             _naive_dim(local, global_, estimator), rtol=1e-5)
+  # The global objective is the same function at one location.
+  np.testing.assert_allclose(
+      losses.dim_local_global(local[:, :1], global_, estimator=estimator),
+      _naive_dim(local[:, :1], global_, estimator), rtol=1e-5)
+  check_grads(lambda l, g: losses.dim_local_global(l, g, estimator=estimator),
+              (local[:3, :2, :3], global_[:3, :3]), order=1, modes=['rev'], atol=2e-2,
+              rtol=2e-2)
+
+
+def test_dim_estimators_reward_information():
+  # Globals that pick out their own image's local features (and not the others') score
+  # better under every estimator than globals that carry nothing about the image.
+  local = np.tile(np.eye(4, dtype=np.float32)[:, None, :], (1, 3, 1))
+  informative, blind = 5 * np.eye(4, dtype=np.float32), np.full((4, 4), 1.0, np.float32)
+  for estimator in ('jsd', 'infonce', 'dv'):
+    good = float(losses.dim_local_global(local, informative, estimator=estimator))
+    bad = float(losses.dim_local_global(local, blind, estimator=estimator))
+    assert good < bad, estimator
+  # InfoNCE with equal scores: log(1 + (B - 1) P), the number of candidates.
+  np.testing.assert_allclose(losses.dim_local_global(local, blind, estimator='infonce'),
+                             math.log(1 + 3 * 3), rtol=1e-6)
+
+
+@pytest.mark.parametrize('local_shape, global_shape, estimator, message', [
+    ((4, 3, 5), (4, 6), 'jsd', 'same B and D'),
+    ((4, 5), (4, 5), 'jsd', 'must be \\[B, P, D\\]'),
+    ((1, 3, 5), (1, 5), 'jsd', 'a batch of 1 has none'),
+    ((4, 3, 5), (4, 5), 'mine', "estimator='mine' is unknown"),
+])
+def test_dim_errors_name_the_problem(local_shape, global_shape, estimator, message):
+  with pytest.raises(ValueError, match=message):
+    losses.dim_local_global(np.zeros(local_shape, np.float32), np.zeros(global_shape, np.float32),
+                            estimator=estimator)
+
+
+@pytest.mark.parametrize('estimator', ['jsd', 'infonce', 'dv'])
+def test_dim_eight_devices_equal_one(estimator):
+  local = RNG.normal(size=(8, 8, 6)).astype(np.float32)
+  global_ = RNG.normal(size=(8, 6)).astype(np.float32)
+  sharding_check.assert_sharded_equals_single(
+      lambda l, g: losses.dim_local_global(l, g, estimator=estimator), (local, global_),
+      [(P('data'), P('data')), (P('data'), P()), (P(None, 'data'), P())])
