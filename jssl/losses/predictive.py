@@ -69,7 +69,8 @@ def cpc(context_predictions: jax.Array, future: jax.Array, *, temperature: float
 DIM_ESTIMATORS = ('jsd', 'infonce', 'dv')
 
 
-def dim_local_global(local: jax.Array, global_: jax.Array, *, estimator: str) -> jax.Array:
+def dim_local_global(local: jax.Array, global_: jax.Array, *, estimator: str,
+                     score_clip: float | None = None, score_penalty: float = 0.0) -> jax.Array:
   """Deep InfoMax's mutual-information objective between global and local features (Hjelm et
   al. 2019), as a loss to minimise.
 
@@ -88,6 +89,10 @@ def dim_local_global(local: jax.Array, global_: jax.Array, *, estimator: str) ->
       'infonce' for each global i and location p, the softmax over the positive s[i, i, p] and
                 every negative s[i, j, q], j != i, any q: -E[log softmax at the positive];
       'dv'      Donsker-Varadhan: -(E_pos[s] - log E_neg[exp(s)]).
+    score_clip: c > 0 soft-clips every score to c * tanh(s / c) before the estimator (AMDIM,
+      Bachman et al. 2019, c = 20); None leaves them.
+    score_penalty: lambda >= 0 adds lambda * mean(s^2) over every raw score (AMDIM's 4e-2),
+      which keeps the critic's scale from drifting.
 
   Returns:
     Scalar float32 loss (lower = more information under the estimator).
@@ -107,9 +112,21 @@ def dim_local_global(local: jax.Array, global_: jax.Array, *, estimator: str) ->
   if estimator not in DIM_ESTIMATORS:
     raise ValueError(f'dim_local_global: estimator={estimator!r} is unknown; choose one of '
                      f'{list(DIM_ESTIMATORS)}.')
+  if score_clip is not None and not score_clip > 0:
+    raise ValueError(f'dim_local_global: score_clip={score_clip} must be > 0 (or None).')
+  if not score_penalty >= 0:
+    raise ValueError(f'dim_local_global: score_penalty={score_penalty} must be >= 0.')
   dtype = jnp.promote_types(local.dtype, jnp.float32)
-  batch, positions, _ = local.shape
   scores = jnp.einsum('id,jpd->ijp', global_.astype(dtype), local.astype(dtype))  # [B, B, P]
+  penalty = score_penalty * jnp.mean(scores**2) if score_penalty else 0.0
+  if score_clip is not None:
+    scores = score_clip * jnp.tanh(scores / score_clip)
+  return penalty + _estimate(scores, estimator)
+
+
+def _estimate(scores: jax.Array, estimator: str) -> jax.Array:
+  """`dim_local_global`'s estimator on the score tensor s[i, j, p] (positives at i = j)."""
+  batch, _, positions = scores.shape
   same = jnp.eye(batch, dtype=bool)[:, :, None]
   positive = jnp.diagonal(scores, axis1=0, axis2=1).T  # [B, P]: s[i, i, p]
   num_negative = batch * (batch - 1) * positions

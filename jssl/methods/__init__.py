@@ -1,5 +1,6 @@
 """Self-supervised methods: each a module with `create(config) -> Method`."""
 
+from jssl.methods import amdim
 from jssl.methods import autoencoder
 from jssl.methods import barlow_twins
 from jssl.methods import bert
@@ -39,6 +40,7 @@ from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
 
 METHODS = {
+    'amdim': amdim.create,
     'ae': autoencoder.create_ae,
     'barlow_twins': barlow_twins.create,
     'bert': bert.create,

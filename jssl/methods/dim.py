@@ -62,6 +62,33 @@ class PriorDiscriminator(nn.Module):
     return nn.Dense(1)(x)[:, 0]
 
 
+def encoder_with_maps(encoder: nn.Module, params, batch_stats, images: jax.Array,
+                      blocks: Sequence[int], field: str):
+  """The encoder in training mode with some of its feature maps.
+
+  Args:
+    encoder: an image encoder that sows its maps (`jssl.models.resnet.feature_maps`).
+    params, batch_stats: trees whose 'encoder' entries are the encoder's.
+    images: [B, H, W, C] views.
+    blocks: indices of the maps wanted (0 = the first block's, negative from the end).
+    field: the config field that chose `blocks`, for the error.
+
+  Returns:
+    (h [B, F], the maps [B, M, M, C] in the order of `blocks`, the encoder's new batch_stats).
+
+  Raises:
+    ConfigError: an index past the encoder's maps.
+  """
+  h, updates = encoder.apply({'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
+                             images, train=True, mutable=['batch_stats', 'intermediates'])
+  maps = feature_maps(updates['intermediates'])
+  for block in blocks:
+    if not -len(maps) <= block < len(maps):
+      raise ConfigError(f'config.{field}={block} is not one of the encoder\'s {len(maps)} '
+                        f'feature maps (0 .. {len(maps) - 1}, or -1 .. -{len(maps)}).')
+  return h, tuple(maps[block] for block in blocks), updates['batch_stats']
+
+
 def _check(config: ml_collections.ConfigDict) -> None:
   c = config.dim
   if c.estimator not in DIM_ESTIMATORS:
@@ -95,14 +122,9 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   prior = PriorDiscriminator(tuple(c.prior_hidden)) if c.prior_weight > 0 else None
 
   def run_encoder(params, batch_stats, images):
-    """(h [B, F], the local map [B, M, M, C], new encoder batch_stats) in training mode."""
-    h, updates = encoder.apply({'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
-                               images, train=True, mutable=['batch_stats', 'intermediates'])
-    maps = feature_maps(updates['intermediates'])
-    if not -len(maps) <= c.local_block < len(maps):
-      raise ConfigError(f'config.dim.local_block={c.local_block} is not one of the encoder\'s '
-                        f'{len(maps)} feature maps (0 .. {len(maps) - 1}, or -1 .. -{len(maps)}).')
-    return h, maps[c.local_block], updates['batch_stats']
+    h, (local_map,), stats = encoder_with_maps(encoder, params, batch_stats, images,
+                                               (c.local_block,), 'dim.local_block')
+    return h, local_map, stats
 
   def init(rng, images):
     keys = jax.random.split(rng, len(heads) + 2)

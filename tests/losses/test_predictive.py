@@ -167,3 +167,21 @@ def test_dim_eight_devices_equal_one(estimator):
   sharding_check.assert_sharded_equals_single(
       lambda l, g: losses.dim_local_global(l, g, estimator=estimator), (local, global_),
       [(P('data'), P('data')), (P('data'), P()), (P(None, 'data'), P())])
+
+
+def test_dim_score_clip_and_penalty_as_amdim():
+  local = RNG.normal(scale=4.0, size=(4, 3, 5)).astype(np.float32)
+  global_ = RNG.normal(scale=4.0, size=(4, 5)).astype(np.float32)
+  scores = np.einsum('id,jpd->ijp', global_.astype(np.float64), local)
+  clipped = 2.0 * np.tanh(scores / 2.0)
+  # InfoNCE written out on the clipped scores, plus the penalty on the raw ones.
+  positive = np.stack([clipped[i, i] for i in range(4)])  # [B, P]
+  negatives = [np.concatenate([clipped[i, j] for j in range(4) if j != i]) for i in range(4)]
+  want = np.mean([np.log(np.exp(positive[i, p]) + np.exp(negatives[i]).sum()) - positive[i, p]
+                  for i in range(4) for p in range(3)])
+  want += 0.1 * np.mean(scores**2)
+  got = losses.dim_local_global(local, global_, estimator='infonce', score_clip=2.0,
+                                score_penalty=0.1)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  with pytest.raises(ValueError, match='score_clip=0.0 must be > 0'):
+    losses.dim_local_global(local, global_, estimator='jsd', score_clip=0.0)

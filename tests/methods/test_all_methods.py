@@ -51,6 +51,7 @@ TINY_OVERRIDES = {
     'cpc': {'cpc.context_dim': 8, 'cpc.encoder_widths': (8, 8), 'cpc.encoder_kernel_sizes': (3, 3),
             'cpc.encoder_strides': (1, 2), 'cpc.prediction_steps': 2, 'cpc.crop_length': 20},
     'dim': {'dim.critic_dim': 8, 'dim.prior_hidden': (8,)},
+    'amdim': {'amdim.critic_dim': 8},
     'cpc:digits': {'cpc.context_dim': 8, 'cpc.context_layers': 1, 'cpc.patch_size': 4,
                    'cpc.patch_stride': 2},
     'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,
