@@ -24,6 +24,7 @@ from jssl.methods import moco_v3
 from jssl.methods import nnclr
 from jssl.methods import pirl
 from jssl.methods import pixelcnn
+from jssl.methods import relative_position
 from jssl.methods import rotation
 from jssl.methods import simclr
 from jssl.methods import simsiam
@@ -65,6 +66,7 @@ METHODS = {
     'nnclr': nnclr.create,
     'pirl': pirl.create,
     'pixelcnn': pixelcnn.create,
+    'relative_position': relative_position.create,
     'rotation': rotation.create,
     'simclr': simclr.create,
     'simsiam': simsiam.create,
