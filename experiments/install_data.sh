@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Puts the offline datasets jssl reads on this machine (../shared/DATA.md lists them):
 #   installed Debian packages: dataset-fashion-mnist (/usr/share/datasets/fashion-mnist),
-#     wordnet-base (/usr/share/wordnet), fortunes + fortunes-min (/usr/share/games/fortunes);
+#     wordnet-base (/usr/share/wordnet), fortunes + fortunes-min (/usr/share/games/fortunes),
+#     fonts-noto-color-emoji + unicode-data (the colour emoji dataset, jssl.data.emoji);
 #   data files only, unpacked without installing the package (which would pull in R or
 #   graph-tool's libraries): r-cran-janeaustenr (the six Austen novels, R's lazy-load
 #   database, read with the `rdata` package) and python3-graph-tool (its collection of
@@ -13,7 +14,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 $SUDO apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-  dataset-fashion-mnist wordnet-base fortunes fortunes-min
+  dataset-fashion-mnist wordnet-base fortunes fortunes-min fonts-noto-color-emoji unicode-data
 DEST="${JSSL_DEBIAN_DATA:-$HOME/.local/share/jssl/debian}"
 mkdir -p "$DEST"
 work="$(mktemp -d)"

@@ -142,7 +142,8 @@ def apply_data_preset(config: ml_collections.ConfigDict, name: str) -> ml_collec
   Args:
     config: a `base_config()` to modify in place.
     name: 'digits' (embedded, 16x16 views, small CNN), 'fashion_mnist' (IDX files, 28x28,
-      small CNN 16-32-64-512) or 'cifar10' (TFDS, ResNet-18 with the CIFAR stem, LARS).
+      small CNN 16-32-64-512), 'emoji' (rendered from Debian's colour emoji font, 32x32 RGB,
+      small CNN) or 'cifar10' (TFDS, ResNet-18 with the CIFAR stem, LARS).
 
   Returns:
     `config`, for chaining.
@@ -181,6 +182,21 @@ def apply_data_preset(config: ml_collections.ConfigDict, name: str) -> ml_collec
     config.optimizer.warmup_steps = 200
     config.checkpoint_every = 500
     config.eval.every = 0
+  elif name == 'emoji':
+    config.dataset.name = 'emoji'
+    config.dataset.image_size = 32
+    config.model.encoder = 'small_cnn'
+    config.model.projection_hidden_dim = 512
+    config.model.projection_dim = 128
+    config.augment.preset = 'simclr_cifar'
+    config.batch_size = 256
+    config.num_epochs = 60
+    config.optimizer.name = 'adamw'
+    config.optimizer.base_learning_rate = 2e-3
+    config.optimizer.weight_decay = 1e-4
+    config.optimizer.warmup_steps = 40
+    config.checkpoint_every = 100
+    config.eval.every = 0
   elif name == 'cifar10':
     config.dataset.name = 'cifar10'
     config.dataset.image_size = 32
@@ -196,7 +212,7 @@ def apply_data_preset(config: ml_collections.ConfigDict, name: str) -> ml_collec
     config.checkpoint_every = 1000
     config.eval.every = 10000
   else:
-    raise ValueError(f'unknown data preset {name!r}; choose one of {DATA_PRESETS}.')
+    raise ValueError(f'unknown data preset {name!r}; choose one of {DATA_PRESETS + ("emoji",)}.')
   return config
 
 

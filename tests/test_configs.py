@@ -124,7 +124,7 @@ def _config(path, variant, tfds_dir, fashion_dir):
   config = load_config(f'{path}:{variant}' if variant else path)
   if config.dataset.name == 'fashion_mnist':
     config.dataset.data_dir = fashion_dir
-  elif config.dataset.name != 'digits' and modality_of(config.dataset.name) == 'image':
+  elif config.dataset.name not in ('digits', 'emoji') and modality_of(config.dataset.name) == 'image':
     config.dataset.data_dir = tfds_dir  # text and graph datasets read the installed Debian data
   return config
 

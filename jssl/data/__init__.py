@@ -34,11 +34,20 @@ def _native_size(name: str, size: int, data_dir: str | None,
                      'augmented views the model sees is --config.dataset.image_size).')
   if data_dir is not None and name == 'digits':
     raise ValueError(f'digits ships inside scikit-learn and takes no data_dir, got {data_dir!r}.')
+  if data_dir is not None and name == 'emoji':
+    raise ValueError('emoji is rendered from the installed Debian fonts and takes no data_dir, '
+                     f'got {data_dir!r}.')
 
 
 def _digits(*, data_dir: str | None, image_size: int | None) -> Dataset:
   _native_size('digits', 8, data_dir, image_size)
   return load_digits()
+
+
+def _emoji(*, data_dir: str | None, image_size: int | None) -> Dataset:
+  from jssl.data.emoji import SIZE, load_emoji  # pylint: disable=g-import-not-at-top
+  _native_size('emoji', SIZE, data_dir, image_size)
+  return load_emoji()
 
 
 def _fashion_mnist(*, data_dir: str | None, image_size: int | None) -> Dataset:
@@ -56,6 +65,7 @@ def _tfds(tfds_name: str, *, data_dir: str | None, image_size: int | None) -> Da
 DATASETS: dict[str, Callable[..., Dataset]] = {
     'digits': _digits,
     'fashion_mnist': _fashion_mnist,
+    'emoji': _emoji,
     **{name: functools.partial(_tfds, name) for name in (
         'mnist', 'svhn_cropped', 'cifar10', 'cifar100', 'stl10', 'imagenette',
         'imagenet2012')},

@@ -6,6 +6,7 @@ from jssl.methods import barlow_twins
 from jssl.methods import bert
 from jssl.methods import byol
 from jssl.methods import cmc
+from jssl.methods import colorization
 from jssl.methods import cpc
 from jssl.methods import deepcluster
 from jssl.methods import dgi
@@ -47,6 +48,7 @@ METHODS = {
     'bert': bert.create,
     'byol': byol.create,
     'cmc': cmc.create,
+    'colorization': colorization.create,
     'cpc': cpc.create,
     'dae': autoencoder.create_dae,
     'deepcluster': deepcluster.create,

@@ -53,6 +53,7 @@ TINY_OVERRIDES = {
     'dim': {'dim.critic_dim': 8, 'dim.prior_hidden': (8,)},
     'amdim': {'amdim.critic_dim': 8},
     'relative_position': {'dataset.image_size': 12},
+    'colorization': {'colorization.head_hidden': 8, 'colorization.prior_examples': 64},
     'cpc:digits': {'cpc.context_dim': 8, 'cpc.context_layers': 1, 'cpc.patch_size': 4,
                    'cpc.patch_stride': 2},
     'gan': {'gan.generator_width': 4, 'gan.discriminator_width': 4, 'gan.latent_dim': 4,
