@@ -148,6 +148,12 @@ def test_builds_validates_and_traces(path, variant, tfds_dir, fashion_dir, tmp_p
                     tfds_dir, fashion_dir)
     config.vqvae_prior.stage_one_workdir = stage_one.write_stage_one(
         stage, str(tmp_path / 'stage_one'))
+  if config.method == 'clusterfit':  # clusters the features of a trained run: one at step 0
+    source = _config(os.path.join(REPO, 'experiments', 'configs', 'rotation.py'), variant,
+                     tfds_dir, fashion_dir)
+    source.model.encoder, source.model.widths = 'small_cnn', (4, 8)  # any source will do
+    config.clusterfit.source_workdir = stage_one.write_stage_one(source, str(tmp_path / 'source'))
+    config.clusterfit.num_clusters = 4
   run = Run(config, str(tmp_path), abstract=True)
   try:
     traced = run.trace()

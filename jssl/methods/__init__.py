@@ -5,6 +5,7 @@ from jssl.methods import autoencoder
 from jssl.methods import barlow_twins
 from jssl.methods import bert
 from jssl.methods import byol
+from jssl.methods import clusterfit
 from jssl.methods import cmc
 from jssl.methods import colorization
 from jssl.methods import cpc
@@ -47,6 +48,7 @@ METHODS = {
     'barlow_twins': barlow_twins.create,
     'bert': bert.create,
     'byol': byol.create,
+    'clusterfit': clusterfit.create,
     'cmc': cmc.create,
     'colorization': colorization.create,
     'cpc': cpc.create,

@@ -53,6 +53,7 @@ TINY_OVERRIDES = {
     'dim': {'dim.critic_dim': 8, 'dim.prior_hidden': (8,)},
     'amdim': {'amdim.critic_dim': 8},
     'relative_position': {'dataset.image_size': 12},
+    'clusterfit': {'clusterfit.num_clusters': 8},
     'colorization': {'colorization.head_hidden': 8, 'colorization.prior_examples': 64},
     'cpc:digits': {'cpc.context_dim': 8, 'cpc.context_layers': 1, 'cpc.patch_size': 4,
                    'cpc.patch_stride': 2},
@@ -105,6 +106,9 @@ def _step(run, batch):
 def run_record(name, workdir):
   """Runs one method on 1 and on 8 devices, checkpointing and restoring the 8-device run."""
   config = tiny_config(name)
+  if name == 'clusterfit':  # clusters the features of a trained run
+    config.clusterfit.source_workdir = stage_one.write_stage_one(
+        tiny_config('rotation'), os.path.join(workdir, 'source'), steps=1)
   if name == 'vqvae_prior':  # the prior reads the codes of a trained stage one
     config.vqvae_prior.stage_one_workdir = stage_one.write_stage_one(
         tiny_config('vqvae'), os.path.join(workdir, 'stage_one'), steps=1)
