@@ -49,7 +49,7 @@ TINY_OVERRIDES = {
             'mae.decoder_num_heads': 2, 'mae.decoder_mlp_dim': 16, 'mae.eval_examples': 64},
     'jigsaw': {'dataset.image_size': 12, 'jigsaw.num_permutations': 10},
     'cpc': {'cpc.context_dim': 8, 'cpc.encoder_widths': (8, 8), 'cpc.encoder_kernel_sizes': (3, 3),
-            'cpc.encoder_strides': (1, 2), 'cpc.prediction_steps': 2, 'cpc.crop_length': 20},
+            'cpc.encoder_strides': (1, 2), 'cpc.prediction_steps': 2, 'cpc.crop_length': 8},
     'dim': {'dim.critic_dim': 8, 'dim.prior_hidden': (8,)},
     'amdim': {'amdim.critic_dim': 8},
     'relative_position': {'dataset.image_size': 12},

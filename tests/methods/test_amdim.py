@@ -28,28 +28,35 @@ def test_loss_is_the_mean_of_the_multiscale_terms():
   config = _config(score_clip=5.0, score_penalty=0.01)
   method = amdim.create(config, INFO)
   params, batch_stats, extra, batch = initialise(method)
-  value, out = jax.jit(method.loss)(params, batch_stats, extra, batch, jnp.int32(0),
-                                    jax.random.key(2))
   encoder, critic = models.encoder_from_config(config.model), dim.ResidualCritic(8)
-  embedded, stats = [], batch_stats['encoder']
-  for view in batch.views:  # BatchNorm statistics carry from the first view to the second
-    h, state = encoder.apply({'params': params['encoder'], 'batch_stats': stats}, view,
-                             train=True, mutable=['batch_stats', 'intermediates'])
-    stats = state['batch_stats']
-    maps = feature_maps(state['intermediates'])
-    local = [critic.apply({'params': params[f'local_head_{i}']}, maps[b]).reshape(8, -1, 8)
-             for i, b in enumerate((-1, -2))]
-    embedded.append((h, critic.apply({'params': params['global_head']}, h), local))
   nce = lambda l, g: losses.dim_local_global(l, g, estimator='infonce', score_clip=5.0,
                                              score_penalty=0.01)
-  terms = []
-  for a, b in ((0, 1), (1, 0)):
-    terms += [nce(embedded[b][2][i], embedded[a][1]) for i in range(2)]
-    queries = embedded[a][2][0]
-    terms.append(np.mean([nce(embedded[b][2][0], queries[:, q]) for q in range(queries.shape[1])]))
+
+  @jax.jit
+  def both(params):
+    """The method's loss and the reference recomputed from the encoder's maps, one program."""
+    value, out = method.loss(params, batch_stats, extra, batch, jnp.int32(0), jax.random.key(2))
+    embedded, stats = [], batch_stats['encoder']
+    for view in batch.views:  # BatchNorm statistics carry from the first view to the second
+      h, state = encoder.apply({'params': params['encoder'], 'batch_stats': stats}, view,
+                               train=True, mutable=['batch_stats', 'intermediates'])
+      stats = state['batch_stats']
+      maps = feature_maps(state['intermediates'])
+      local = [critic.apply({'params': params[f'local_head_{i}']}, maps[b]).reshape(8, -1, 8)
+               for i, b in enumerate((-1, -2))]
+      embedded.append((h, critic.apply({'params': params['global_head']}, h), local))
+    terms = []
+    for a, b in ((0, 1), (1, 0)):
+      terms += [nce(embedded[b][2][i], embedded[a][1]) for i in range(2)]
+      queries = embedded[a][2][0]
+      terms.append(jnp.mean(jnp.stack([nce(embedded[b][2][0], queries[:, q])
+                                       for q in range(queries.shape[1])])))
+    return value, out, jnp.stack(terms), embedded[0][0], stats
+
+  value, out, terms, h, stats = both(params)
   np.testing.assert_allclose(value, np.mean(terms), rtol=1e-5)
   np.testing.assert_allclose(out.metrics['nce_local_local'], (terms[2] + terms[5]) / 2, rtol=1e-5)
-  np.testing.assert_allclose(out.features, embedded[0][0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out.features, h, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out.batch_stats['encoder']['bn_0']['mean'],
                              stats['bn_0']['mean'], rtol=1e-6)
 

@@ -80,27 +80,33 @@ def test_series_loss_is_cpc_on_the_networks_outputs_and_probes_ignore_padding():
   params, batch_stats, extra = jax.jit(method.init)(jax.random.key(0), None)
   batch = VOWELS.train.get_batch(np.arange(6))
   inputs = method.prepare(jax.random.key(1), batch, {})
-  value, out = method.loss(params, batch_stats, extra, inputs, jnp.int32(0), jax.random.key(2))
   model = cpc.SeriesCPC(encoder=cpc.Conv1DEncoder((8, 8), (3, 3), (1, 2)), context_dim=6,
                         prediction_steps=3)
-  z, mask, c, preds = model.apply({'params': params}, inputs['series'], inputs['length'])
+
+  @jax.jit
+  def everything(params):
+    loss = lambda p: method.loss(p, batch_stats, extra, inputs, jnp.int32(0), jax.random.key(2))
+    (value, out), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    return value, out.features, grads, model.apply({'params': params}, inputs['series'],
+                                                   inputs['length'])
+
+  value, online_features, grads, (z, mask, c, preds) = everything(params)
   assert z.shape == (6, 15, 8) and preds.shape == (3, 6, 15, 8)
   np.testing.assert_array_equal(mask.sum(1), -(-np.asarray(batch['length']) // 2))
   np.testing.assert_allclose(value, _naive(preds, z, np.asarray(mask)), rtol=1e-5)
   # The online probe's features: the mean context over the real steps.
   want = [np.asarray(c[b, :int(mask[b].sum())]).mean(0) for b in range(6)]
-  np.testing.assert_allclose(out.features, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(online_features, want, rtol=1e-5, atol=1e-6)
   # The probes' representation does not see the padding or the rest of the batch.
-  features = method.represent(params, batch_stats, batch, {})
-  np.testing.assert_allclose(features, out.features, rtol=1e-5, atol=1e-6)
-  noisy = dict(batch, series=np.where(np.arange(29)[None, :, None] < batch['length'][:, None, None],
-                                      batch['series'], 50.0))
-  np.testing.assert_allclose(method.represent(params, batch_stats, noisy, {}), features,
-                             rtol=1e-5, atol=1e-6)
+  represent = jax.jit(lambda series: method.represent(params, batch_stats, dict(
+      batch, series=series), {}))
+  features = represent(batch['series'])
+  np.testing.assert_allclose(features, online_features, rtol=1e-5, atol=1e-6)
+  noisy = np.where(np.arange(29)[None, :, None] < batch['length'][:, None, None],
+                   batch['series'], 50.0)
+  np.testing.assert_allclose(represent(noisy), features, rtol=1e-5, atol=1e-6)
   assert method.features_dim == 6 and features.shape == (6, 6)
   # Gradients reach the encoder, the GRU and the predictors.
-  grads = jax.grad(lambda p: method.loss(p, batch_stats, extra, inputs, jnp.int32(0),
-                                         jax.random.key(2))[0])(params)
   for part in ('encoder', 'context', 'predictor'):
     assert sum(float(jnp.sum(g**2)) for g in jax.tree_util.tree_leaves(grads[part])) > 0
 

@@ -44,25 +44,29 @@ def test_loss_is_the_weighted_estimators_on_the_critics(estimator='infonce', glo
   method = dim.create(config, INFO)
   assert method.players is None
   params, batch_stats, extra, batch = initialise(method)
-  value, out = jax.jit(method.loss)(params, batch_stats, extra, batch, jnp.int32(0),
-                                    jax.random.key(2))
   encoder = models.encoder_from_config(config.model)
-  h, state = encoder.apply({'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
-                           batch.views[0], train=True, mutable=['batch_stats', 'intermediates'])
-  local_map = feature_maps(state['intermediates'])[-2]
   critic = dim.ResidualCritic(8)
-  local = critic.apply({'params': params['local_head']}, local_map)
-  want = 0.7 * losses.dim_local_global(local.reshape(8, -1, 8), critic.apply(
-      {'params': params['global_head']}, h), estimator=estimator)
-  if global_weight:
+
+  @jax.jit
+  def both(params):
+    """The method's loss, features and gradients, and the reference, in one program."""
+    loss = lambda p: method.loss(p, batch_stats, extra, batch, jnp.int32(0), jax.random.key(2))
+    (value, out), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    h, state = encoder.apply({'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
+                             batch.views[0], train=True, mutable=['batch_stats', 'intermediates'])
+    local_map = feature_maps(state['intermediates'])[-2]
+    local = critic.apply({'params': params['local_head']}, local_map)
+    want = 0.7 * losses.dim_local_global(local.reshape(8, -1, 8), critic.apply(
+        {'params': params['global_head']}, h), estimator=estimator)
     summary = critic.apply({'params': params['map_head']}, local_map.reshape(8, -1))
     want += global_weight * losses.dim_local_global(
         summary[:, None], critic.apply({'params': params['global_map_head']}, h),
         estimator=estimator)
+    return value, out.features, grads, want, h
+
+  value, features, grads, want, h = both(params)
   np.testing.assert_allclose(value, want, rtol=1e-5)
-  np.testing.assert_allclose(out.features, h, rtol=1e-5, atol=1e-6)
-  grads = jax.jit(jax.grad(lambda p: method.loss(p, batch_stats, extra, batch, jnp.int32(0),
-                                                 jax.random.key(2))[0]))(params)
+  np.testing.assert_allclose(features, h, rtol=1e-5, atol=1e-6)
   for part in params:
     assert sum(float(jnp.sum(g**2)) for g in jax.tree_util.tree_leaves(grads[part])) > 0, part
 
@@ -72,8 +76,8 @@ def test_prior_matching_is_a_second_player():
   assert [p.name for p in method.players] == ['dim', 'prior']
   assert method.players[1].params == ('prior',)
   params, batch_stats, extra, batch = initialise(method)
-  dim_value, out = method.players[0].loss(params, batch_stats, extra, batch, jnp.int32(0),
-                                          jax.random.key(2))
+  dim_value, out = jax.jit(method.players[0].loss)(params, batch_stats, extra, batch,
+                                                   jnp.int32(0), jax.random.key(2))
   h = out.features
   logits = dim.PriorDiscriminator((8,)).apply({'params': params['prior']}, h)
   fooled = jnp.mean(jax.nn.softplus(-logits))
@@ -87,6 +91,8 @@ def test_prior_matching_is_a_second_player():
   # The discriminator's loss sends no gradient to the encoder.
   grads = jax.jit(jax.grad(lambda p: method.players[1].loss(
       p, batch_stats, extra, batch, jnp.int32(0), jax.random.key(3))[0]))(params)
+  np.testing.assert_allclose(value, jax.jit(method.players[1].loss)(
+      params, batch_stats, extra, batch, jnp.int32(0), jax.random.key(3))[0], rtol=1e-6)
   assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree_util.tree_leaves(grads['encoder']))
 
 

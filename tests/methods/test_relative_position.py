@@ -48,12 +48,17 @@ def test_loss_is_the_cross_entropy_of_the_position():
   method = relative_position.create(config, INFO)
   params, batch_stats, extra, _ = initialise(method)
   images = jax.random.uniform(jax.random.key(0), (8, 12, 12, 1)) * 255
-  inputs = method.prepare(jax.random.key(1), {'image': images.astype(jnp.uint8)}, {})
-  assert inputs['tiles'].shape == (8, 2, 3, 3, 1) and inputs['label'].shape == (8,)
-  value, out = jax.jit(method.loss)(params, batch_stats, extra, inputs, jnp.int32(0),
-                                    jax.random.key(2))
   model = relative_position.build_model(config)
-  (_, logits), _ = common.apply_train(model, params, batch_stats, inputs['tiles'])
+
+  @jax.jit
+  def both(params, images):
+    inputs = method.prepare(jax.random.key(1), {'image': images}, {})
+    value, out = method.loss(params, batch_stats, extra, inputs, jnp.int32(0), jax.random.key(2))
+    (_, logits), _ = common.apply_train(model, params, batch_stats, inputs['tiles'])
+    return inputs, value, out, logits
+
+  inputs, value, out, logits = both(params, images.astype(jnp.uint8))
+  assert inputs['tiles'].shape == (8, 2, 3, 3, 1) and inputs['label'].shape == (8,)
   np.testing.assert_allclose(value, cross_entropy(logits, inputs['label']), rtol=1e-5)
   assert logits.shape == (8, 8) and out.features is None
 
