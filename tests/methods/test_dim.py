@@ -83,16 +83,14 @@ def test_prior_matching_is_a_second_player():
   fooled = jnp.mean(jax.nn.softplus(-logits))
   np.testing.assert_allclose(out.metrics['prior_generator_loss'], fooled, rtol=1e-6)
   np.testing.assert_allclose(dim_value, out.metrics['local_mi_loss'] + 0.5 * fooled, rtol=1e-5)
-  value, _ = method.players[1].loss(params, batch_stats, extra, batch, jnp.int32(0),
-                                    jax.random.key(3))
+  value, _ = jax.jit(method.players[1].loss)(params, batch_stats, extra, batch, jnp.int32(0),
+                                             jax.random.key(3))
   samples = jax.random.uniform(jax.random.key(3), h.shape)
   real = dim.PriorDiscriminator((8,)).apply({'params': params['prior']}, samples)
   np.testing.assert_allclose(value, losses.gan_discriminator(real, logits), rtol=1e-5)
   # The discriminator's loss sends no gradient to the encoder.
   grads = jax.jit(jax.grad(lambda p: method.players[1].loss(
       p, batch_stats, extra, batch, jnp.int32(0), jax.random.key(3))[0]))(params)
-  np.testing.assert_allclose(value, jax.jit(method.players[1].loss)(
-      params, batch_stats, extra, batch, jnp.int32(0), jax.random.key(3))[0], rtol=1e-6)
   assert all(float(jnp.abs(g).max()) == 0 for g in jax.tree_util.tree_leaves(grads['encoder']))
 
 
