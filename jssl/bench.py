@@ -247,11 +247,15 @@ def benchmark(config, *, steps: int = 20, warmup: int = 3, num_batches: int = 4,
   # Text: each example is a sequence of config.model.max_length positions (BERT's packed
   # pair [CLS] A [SEP] B [SEP]); tokens/s counts them, padding included.
   positions = config.model.max_length if run.modality == 'text' else None
+  series_steps = None
+  if run.modality == 'series':  # CPC's training windows: steps per series, padding included
+    series_steps = config.cpc.get('crop_length') or run.dataset.series_shape[0]
   return {
       'method': config.method,
       'modality': run.modality,
       'sequence_positions': positions,
       'tokens_per_s': config.batch_size * positions / step_time if positions else None,
+      'series_steps': series_steps,
       'dataset': config.dataset.name,
       'encoder': config.model.encoder,
       'layers': config.model.get('num_layers'),
@@ -409,6 +413,11 @@ def summary(results: dict[str, Any]) -> str:
              f"batch {r['batch_size']} x {r['sequence_positions']} positions")
     rate = (f"throughput   {r['images_per_s']:.1f} sequences/s "
             f"({r['tokens_per_s']:.0f} tokens/s)")
+  elif r.get('series_steps'):
+    model = (f"1-D conv encoder + GRU, {r['dtype']}, batch {r['batch_size']} series x "
+             f"{r['series_steps']} steps")
+    rate = (f"throughput   {r['images_per_s']:.1f} sequences/s "
+            f"({r['images_per_s'] * r['series_steps']:.0f} steps/s)")
   else:
     model = (f"{r['encoder']} {r['image_size']}x{r['image_size']} {r['dtype']}, batch "
              f"{r['batch_size']} x {r['views']} views"
