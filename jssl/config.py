@@ -216,6 +216,22 @@ def apply_data_preset(config: ml_collections.ConfigDict, name: str) -> ml_collec
   return config
 
 
+def apply_adam(config: ml_collections.ConfigDict, *, peak_learning_rate: float,
+               warmup_steps: int) -> ml_collections.ConfigDict:
+  """Adam without weight decay reaching `peak_learning_rate` after `warmup_steps` (cosine
+  decay after), at the config's batch size: call it after `config.batch_size` is final.
+  The papers of CPC, DIM, AMDIM and colorization train with Adam.
+
+  Returns:
+    `config`, for chaining.
+  """
+  config.optimizer.name = 'adamw'
+  config.optimizer.weight_decay = 0.0
+  config.optimizer.warmup_steps = warmup_steps
+  config.optimizer.base_learning_rate = peak_learning_rate * 256 / config.batch_size
+  return config
+
+
 def apply_small_multicrop(config: ml_collections.ConfigDict, dataset: str) -> None:
   """Multi-crop (SwAV, DINO) for the small grayscale datasets: 2 local crops of 10-40% of the
   image, 8 px for digits (half the 16-px global side, a quarter of the encoder cost each) and

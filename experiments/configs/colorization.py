@@ -40,10 +40,6 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
                      'cifar10 (colorization needs colour images)')
   jssl_config.apply_data_preset(config, dataset)
   config.augment.preset = 'crop_flip'
-  config.optimizer.name = 'adamw'
-  config.optimizer.weight_decay = 0.0
-  config.optimizer.warmup_steps = 50
   if dataset == 'cifar10':
     config.colorization.head_hidden = 256
-  config.optimizer.base_learning_rate = 1e-3 * 256 / config.batch_size  # a peak of 1e-3
-  return config
+  return jssl_config.apply_adam(config, peak_learning_rate=1e-3, warmup_steps=50)

@@ -50,9 +50,6 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   if dataset not in SERIES + jssl_config.DATA_PRESETS:
     raise ValueError(f'unknown variant {variant!r} of cpc.py; choose one of: '
                      f'{", ".join(SERIES + jssl_config.DATA_PRESETS)}')
-  config.optimizer.name = 'adamw'
-  config.optimizer.weight_decay = 0.0
-  config.optimizer.warmup_steps = 50
   if dataset in SERIES:
     config.dataset.name = dataset
     config.batch_size = 64 if dataset == 'japanese_vowels' else 32
@@ -73,5 +70,4 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
       config.batch_size = 128
     else:
       config.cpc.context_dim = 256
-  config.optimizer.base_learning_rate = 1e-3 * 256 / config.batch_size  # a peak of 1e-3
-  return config
+  return jssl_config.apply_adam(config, peak_learning_rate=1e-3, warmup_steps=50)

@@ -117,12 +117,7 @@ def cluster_source(config: ml_collections.ConfigDict, info: TrainInfo):
 
 def build_model(config: ml_collections.ConfigDict) -> common.EncoderProjector:
   """A fresh encoder and the cluster classifier of `config`."""
-  m = config.model
-  return common.EncoderProjector(
-      encoder=models.encoder_from_config(m),
-      projector=models.MLPHead(hidden_dims=(m.projection_hidden_dim,) * (m.projection_layers - 1),
-                               output_dim=config.clusterfit.num_clusters,
-                               dtype=models.DTYPES[m.dtype]))
+  return common.encoder_classifier(config, config.clusterfit.num_clusters)
 
 
 def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:

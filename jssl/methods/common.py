@@ -64,6 +64,17 @@ def projection_head(config: ml_collections.ConfigDict) -> nn.Module:
       output_dim=m.projection_dim, dtype=models.DTYPES[m.dtype])
 
 
+def encoder_classifier(config: ml_collections.ConfigDict, num_classes: int) -> EncoderProjector:
+  """The config's encoder with a classifier head of pretext classes in the projector's place
+  (`projection_layers` Dense layers, hidden width `projection_hidden_dim`, `num_classes`
+  outputs): RotNet's rotations, ClusterFit's clusters."""
+  m = config.model
+  return EncoderProjector(
+      encoder=models.encoder_from_config(m),
+      projector=models.MLPHead(hidden_dims=(m.projection_hidden_dim,) * (m.projection_layers - 1),
+                               output_dim=num_classes, dtype=models.DTYPES[m.dtype]))
+
+
 def predictor_head(hidden_dim: int, output_dim: int, dtype: str) -> nn.Module:
   """BYOL / MoCo v3 / NNCLR predictor: Dense -> BN -> ReLU -> Dense."""
   return models.MLPHead(hidden_dims=(hidden_dim,), output_dim=output_dim,

@@ -167,6 +167,20 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     tiles, labels = jax.vmap(puzzle)(keys, view)
     return {'tiles': tiles, 'label': labels}
 
+  return tile_classifier_method('jigsaw', config, model, views, prepare, num_tiles, tile,
+                                'jigsaw_accuracy')
+
+
+def tile_classifier_method(name: str, config: ml_collections.ConfigDict,
+                           model: ContextFreeNetwork, views: tuple, prepare, num_tiles: int,
+                           tile: int, metric: str) -> Method:
+  """The `Method` of a context-free network classifying `num_tiles` tiles of side `tile` that
+  `prepare` cuts ({'tiles': [B, T, t, t, C], 'label': int32 [B]}): the jigsaw's permutation,
+  the relative position of two patches. The loss is the cross-entropy (`metric`: its accuracy);
+  the representation is the encoder on the whole image; no online probe (no whole image is
+  encoded in training), and the collapse diagnostics read the features of two tiles of each
+  example."""
+
   def init(rng, images):
     dummy = jnp.zeros((images.shape[0], num_tiles, tile, tile, images.shape[-1]), images.dtype)
     params, batch_stats = common.init_variables(model, rng, dummy)
@@ -176,15 +190,12 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     del step, rng
     (h, logits), batch_stats = common.apply_train(model, params, batch_stats, inputs['tiles'])
     value, accuracy = common.classification_loss(logits, inputs['label'])
-    # Two tiles of each puzzle, as two [B, F] views of the same examples for the collapse
-    # diagnostics (the loss sees no whole image, so there is no online probe).
-    return value, LossOutput(batch_stats=batch_stats, extra=extra,
-                             metrics={'jigsaw_accuracy': accuracy}, features=None,
-                             embeddings=(h[:, 0], h[:, 1]))
+    return value, LossOutput(batch_stats=batch_stats, extra=extra, metrics={metric: accuracy},
+                             features=None, embeddings=(h[:, 0], h[:, 1]))
 
   def encode(params, batch_stats, images):
     return model.apply({'params': params, 'batch_stats': batch_stats}, images,
                        method=ContextFreeNetwork.encode)
 
-  return Method(name='jigsaw', views=views, features_dim=models.features_dim(config.model),
+  return Method(name=name, views=views, features_dim=models.features_dim(config.model),
                 init=init, loss=loss, encode=encode, prepare=prepare, online_probe=False)

@@ -28,10 +28,9 @@ from jssl import augment
 from jssl import models
 from jssl.config import ConfigError
 from jssl.methods import common
-from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
-from jssl.methods.jigsaw import ContextFreeNetwork, cut_tiles
+from jssl.methods.jigsaw import ContextFreeNetwork, cut_tiles, tile_classifier_method
 
 # Cell index (raster order of the 3x3 grid) of each of the 8 labels; the centre is cell 4.
 NEIGHBOUR_CELLS = (0, 1, 2, 3, 5, 6, 7, 8)
@@ -93,25 +92,5 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     tiles, labels = jax.vmap(lambda k, x: patch_pair(k, x, tile=tile))(keys, view)
     return {'tiles': tiles, 'label': labels}
 
-  def init(rng, images):
-    dummy = jnp.zeros((images.shape[0], 2, tile, tile, images.shape[-1]), images.dtype)
-    params, batch_stats = common.init_variables(model, rng, dummy)
-    return params, batch_stats, {}
-
-  def loss(params, batch_stats, extra, inputs, step, rng):
-    del step, rng
-    (h, logits), batch_stats = common.apply_train(model, params, batch_stats, inputs['tiles'])
-    value, accuracy = common.classification_loss(logits, inputs['label'])
-    # The two patches as two [B, F] views of the same examples for the collapse diagnostics
-    # (no whole image is encoded in training, so there is no online probe).
-    return value, LossOutput(batch_stats=batch_stats, extra=extra,
-                             metrics={'position_accuracy': accuracy}, features=None,
-                             embeddings=(h[:, 0], h[:, 1]))
-
-  def encode(params, batch_stats, images):
-    return model.apply({'params': params, 'batch_stats': batch_stats}, images,
-                       method=ContextFreeNetwork.encode)
-
-  return Method(name='relative_position', views=views,
-                features_dim=models.features_dim(config.model), init=init, loss=loss,
-                encode=encode, prepare=prepare, online_probe=False)
+  return tile_classifier_method('relative_position', config, model, views, prepare, 2, tile,
+                                'position_accuracy')

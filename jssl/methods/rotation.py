@@ -50,12 +50,7 @@ def rotated_copies(images: jax.Array, num_rotations: int) -> tuple[jax.Array, ja
 def build_model(config: ml_collections.ConfigDict) -> common.EncoderProjector:
   """The encoder and the rotation classifier (`projection_layers` Dense layers, hidden width
   `projection_hidden_dim`, `num_rotations` outputs) of `config`."""
-  m = config.model
-  return common.EncoderProjector(
-      encoder=models.encoder_from_config(m),
-      projector=models.MLPHead(hidden_dims=(m.projection_hidden_dim,) * (m.projection_layers - 1),
-                               output_dim=config.rotation.num_rotations,
-                               dtype=models.DTYPES[m.dtype]))
+  return common.encoder_classifier(config, config.rotation.num_rotations)
 
 
 def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
