@@ -1,11 +1,12 @@
 """Datasets by name: `load_dataset('digits')`, `load_dataset('cifar10', image_size=32)`.
 
-`DATASETS` is the lookup table of every name a config may use. Its in-memory datasets
-(digits, Fashion-MNIST from its IDX files) need nothing beyond NumPy and scikit-learn; the
-others are TFDS image datasets, which must be prepared as array_record in the TFDS data dir
+`DATASETS` is the lookup table of the image names a config may use. Its in-memory datasets
+(digits, Fashion-MNIST from its IDX files, emoji rendered from Debian's colour font) need
+nothing beyond NumPy, scikit-learn and Pillow; the others are TFDS image datasets, which must be prepared as array_record in the TFDS data dir
 (see `jssl.data.tfds`). Any other TFDS dataset is reached with the explicit prefix 'tfds:',
 e.g. 'tfds:oxford_flowers102' or 'tfds:imagenette/160px-v2'; the table stays short and a
-typo is never silently sent to TFDS.
+typo is never silently sent to TFDS. Text (`jssl.data.text`), graphs (`jssl.data.graph`) and
+time series (`jssl.data.series`) have their own tables; `modality_of` tells them apart.
 """
 
 from __future__ import annotations
