@@ -164,17 +164,12 @@ def sktime_data_dir() -> str | None:
 
 def _find(archive_name: str, data_dir: str | None) -> tuple[str, str]:
   """(train path, test path) of `archive_name` in `data_dir` or the sktime wheel."""
-  roots = [data_dir] if data_dir is not None else [sktime_data_dir()]
-  looked = []
-  for root in roots:
-    if root is None:
-      continue
-    for folder in (os.path.join(root, archive_name), root):
-      paths = tuple(os.path.join(folder, f'{archive_name}_{split}.ts')
-                    for split in ('TRAIN', 'TEST'))
-      looked.append(folder)
-      if all(os.path.isfile(p) for p in paths):
-        return paths
+  root = data_dir if data_dir is not None else sktime_data_dir()
+  looked = [] if root is None else [os.path.join(root, archive_name), root]
+  for folder in looked:
+    paths = tuple(os.path.join(folder, f'{archive_name}_{split}.ts') for split in ('TRAIN', 'TEST'))
+    if all(os.path.isfile(p) for p in paths):
+      return paths
   if data_dir is None:
     where = (f'the sktime wheel ({looked[0]})' if looked else
              'the sktime wheel, which is not installed')

@@ -30,7 +30,7 @@ from jssl.methods import common
 from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import TrainInfo
-from jssl.methods.dim import ResidualCritic, encoder_with_maps
+from jssl.methods.dim import ResidualCritic
 
 
 def _check(config: ml_collections.ConfigDict) -> None:
@@ -61,8 +61,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def embed(params, batch_stats, images):
     """(h [B, F], global embedding [B, D], local embeddings per scale [B, P_s, D], stats)."""
-    h, maps, stats = encoder_with_maps(encoder, params, batch_stats, images, blocks,
-                                       'amdim.local_blocks')
+    h, maps, stats = common.encoder_with_maps(encoder, params, batch_stats, images, blocks,
+                                              'amdim.local_blocks')
     apply = lambda name, x: heads[name].apply({'params': params[name]}, x)
     local = [apply(f'local_head_{i}', m).reshape(m.shape[0], -1, c.critic_dim)
              for i, m in enumerate(maps)]
@@ -73,8 +73,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     variables = encoder.init(keys[0], images, train=True)
     params = {'encoder': variables['params']}
     batch_stats = {'encoder': variables['batch_stats']}
-    h, maps, _ = encoder_with_maps(encoder, params, batch_stats, images, blocks,
-                                   'amdim.local_blocks')
+    h, maps, _ = common.encoder_with_maps(encoder, params, batch_stats, images, blocks,
+                                          'amdim.local_blocks')
     inputs = [h] + list(maps)
     for key, (name, head), x in zip(keys[1:], heads.items(), inputs):
       params[name] = head.init(key, x)['params']
@@ -103,7 +103,5 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     return value, LossOutput(batch_stats=batch_stats, extra=extra, metrics=metrics,
                              features=outputs[0][0], embeddings=(outputs[0][1], outputs[1][1]))
 
-  encode = lambda params, batch_stats, images: encoder.apply(
-      {'params': params['encoder'], 'batch_stats': batch_stats['encoder']}, images, train=False)
   return Method(name='amdim', views=views, features_dim=encoder.features_dim, init=init,
-                loss=loss, encode=encode)
+                loss=loss, encode=common.encoder_encode_fn(encoder))

@@ -212,22 +212,19 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                            num_bins=centres.shape[0])
 
   def run(params, batch_stats, grey):
-    h, updates = encoder.apply({'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
-                               grey, train=True, mutable=['batch_stats', 'intermediates'])
-    maps = feature_maps(updates['intermediates'])
-    logits = head_for(maps).apply({'params': params['head']}, maps)
-    return h, logits, updates['batch_stats']
+    h, maps, stats = common.encoder_with_maps(encoder, params, batch_stats, grey, None,
+                                              'colorization')
+    return h, head_for(maps).apply({'params': params['head']}, maps), stats
 
   def init(rng, images):
     encoder_rng, head_rng = jax.random.split(rng)
     grey = jnp.zeros(images.shape[:3] + (1,), jnp.float32)
     variables = encoder.init(encoder_rng, grey, train=True)
-    _, updates = encoder.apply(variables, grey, train=True,
-                               mutable=['batch_stats', 'intermediates'])
-    maps = feature_maps(updates['intermediates'])
-    params = {'encoder': variables['params'],
-              'head': head_for(maps).init(head_rng, maps)['params']}
-    return params, {'encoder': variables['batch_stats']}, {}
+    params, batch_stats = {'encoder': variables['params']}, {'encoder': variables['batch_stats']}
+    _, maps, _ = common.encoder_with_maps(encoder, params, batch_stats, grey, None,
+                                          'colorization')
+    params['head'] = head_for(maps).init(head_rng, maps)['params']
+    return params, batch_stats, {}
 
   def targets(view, size):
     """(soft targets [B, R, R, Q], nearest bin [B, R, R]) of the view's area-resized ab."""

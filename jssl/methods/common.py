@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import numbers
 import os
+from collections.abc import Sequence
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
@@ -25,6 +26,7 @@ from jssl import models
 from jssl.eval import images as image_files
 from jssl.config import ConfigError
 from jssl.methods import memory
+from jssl.models.resnet import feature_maps
 
 PyTree = Any
 
@@ -189,6 +191,47 @@ def target_project(model: EncoderProjector, target_params: PyTree, target_stats:
 def target_subtree(tree: PyTree) -> PyTree:
   """The encoder + projector part of an EncoderProjector tree (what a target network holds)."""
   return {key: tree[key] for key in TARGET_KEYS if key in tree}
+
+
+def encoder_with_maps(encoder: nn.Module, params, batch_stats, images: jax.Array,
+                      blocks: Sequence[int] | None, field: str):
+  """The encoder in training mode with some of its feature maps.
+
+  Args:
+    encoder: an image encoder that sows its maps (`jssl.models.resnet.feature_maps`).
+    params, batch_stats: trees whose 'encoder' entries are the encoder's.
+    images: [B, H, W, C] views.
+    blocks: indices of the maps wanted (0 = the first block's, negative from the end); None:
+      every map, in order.
+    field: the config field that chose `blocks`, for the error.
+
+  Returns:
+    (h [B, F], the maps [B, M, M, C] in the order of `blocks`, the encoder's new batch_stats).
+
+  Raises:
+    ConfigError: an index past the encoder's maps.
+  """
+  h, updates = encoder.apply({'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
+                             images, train=True, mutable=['batch_stats', 'intermediates'])
+  maps = feature_maps(updates['intermediates'])
+  if blocks is None:
+    return h, maps, updates['batch_stats']
+  for block in blocks:
+    if not -len(maps) <= block < len(maps):
+      raise ConfigError(f'config.{field}={block} is not one of the encoder\'s {len(maps)} '
+                        f'feature maps (0 .. {len(maps) - 1}, or -1 .. -{len(maps)}).')
+  return h, tuple(maps[block] for block in blocks), updates['batch_stats']
+
+
+def encoder_encode_fn(encoder: nn.Module):
+  """`Method.encode` of a method whose params and batch_stats hold the image encoder's under
+  'encoder' (Deep InfoMax, AMDIM): the frozen encoder in inference mode."""
+
+  def encode(params, batch_stats, images):
+    return encoder.apply({'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
+                         images, train=False)
+
+  return encode
 
 
 def encode_fn(model: EncoderProjector):

@@ -37,7 +37,6 @@ from jssl.methods.base import LossOutput
 from jssl.methods.base import Method
 from jssl.methods.base import Player
 from jssl.methods.base import TrainInfo
-from jssl.models.resnet import feature_maps
 
 
 class ResidualCritic(nn.Module):
@@ -60,33 +59,6 @@ class PriorDiscriminator(nn.Module):
     for width in self.hidden:
       x = nn.relu(nn.Dense(width)(x))
     return nn.Dense(1)(x)[:, 0]
-
-
-def encoder_with_maps(encoder: nn.Module, params, batch_stats, images: jax.Array,
-                      blocks: Sequence[int], field: str):
-  """The encoder in training mode with some of its feature maps.
-
-  Args:
-    encoder: an image encoder that sows its maps (`jssl.models.resnet.feature_maps`).
-    params, batch_stats: trees whose 'encoder' entries are the encoder's.
-    images: [B, H, W, C] views.
-    blocks: indices of the maps wanted (0 = the first block's, negative from the end).
-    field: the config field that chose `blocks`, for the error.
-
-  Returns:
-    (h [B, F], the maps [B, M, M, C] in the order of `blocks`, the encoder's new batch_stats).
-
-  Raises:
-    ConfigError: an index past the encoder's maps.
-  """
-  h, updates = encoder.apply({'params': params['encoder'], 'batch_stats': batch_stats['encoder']},
-                             images, train=True, mutable=['batch_stats', 'intermediates'])
-  maps = feature_maps(updates['intermediates'])
-  for block in blocks:
-    if not -len(maps) <= block < len(maps):
-      raise ConfigError(f'config.{field}={block} is not one of the encoder\'s {len(maps)} '
-                        f'feature maps (0 .. {len(maps) - 1}, or -1 .. -{len(maps)}).')
-  return h, tuple(maps[block] for block in blocks), updates['batch_stats']
 
 
 def _check(config: ml_collections.ConfigDict) -> None:
@@ -122,8 +94,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   prior = PriorDiscriminator(tuple(c.prior_hidden)) if c.prior_weight > 0 else None
 
   def run_encoder(params, batch_stats, images):
-    h, (local_map,), stats = encoder_with_maps(encoder, params, batch_stats, images,
-                                               (c.local_block,), 'dim.local_block')
+    h, (local_map,), stats = common.encoder_with_maps(encoder, params, batch_stats, images,
+                                                      (c.local_block,), 'dim.local_block')
     return h, local_map, stats
 
   def init(rng, images):
@@ -141,23 +113,23 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     return params, batch_stats, {}
 
   def mi_terms(params, h, local_map):
-    """{'local_mi_loss'[, 'global_mi_loss']}: the estimator's losses of the two objectives."""
+    """({'local_mi_loss'[, 'global_mi_loss']}: the estimator's losses of the two objectives,
+    the local critic's outputs [B, M, M, D], the global critic's [B, D])."""
     apply = lambda name, x: heads[name].apply({'params': params[name]}, x)
-    local = apply('local_head', local_map)
+    local, global_ = apply('local_head', local_map), apply('global_head', h)
     terms = {'local_mi_loss': losses.dim_local_global(
-        local.reshape(local.shape[0], -1, local.shape[-1]), apply('global_head', h),
-        estimator=c.estimator)}
+        local.reshape(local.shape[0], -1, local.shape[-1]), global_, estimator=c.estimator)}
     if c.global_weight > 0:
       summary = apply('map_head', local_map.reshape(local_map.shape[0], -1))
       terms['global_mi_loss'] = losses.dim_local_global(
           summary[:, None], apply('global_map_head', h), estimator=c.estimator)
-    return terms
+    return terms, local, global_
 
   def dim_loss(params, batch_stats, extra, batch, step, rng):
     del step, rng
     (view,) = batch.views
     h, local_map, encoder_stats = run_encoder(params, batch_stats, view)
-    terms = mi_terms(params, h, local_map)
+    terms, local, global_ = mi_terms(params, h, local_map)
     value = c.local_weight * terms['local_mi_loss'] + c.global_weight * terms.get(
         'global_mi_loss', 0.0)
     metrics = dict(terms)
@@ -165,17 +137,13 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
       fooled = jnp.mean(jax.nn.softplus(-prior.apply({'params': params['prior']}, h)))
       metrics['prior_generator_loss'] = fooled
       value = value + c.prior_weight * fooled
-    # Collapse diagnostics: the global critic's outputs of the same images from two critics
-    # would not be two views; DIM has one view, so its local and global critic spaces are
+    # Collapse diagnostics: DIM has one view, so its local and global critic spaces are
     # compared: the mean projected local feature and the projected global vector.
-    local = heads['local_head'].apply({'params': params['local_head']}, local_map)
-    pair = (jnp.mean(local, axis=(1, 2)), heads['global_head'].apply(
-        {'params': params['global_head']}, h))
+    pair = (jnp.mean(local, axis=(1, 2)), global_)
     return value, LossOutput(batch_stats={**batch_stats, 'encoder': encoder_stats}, extra=extra,
                              metrics=metrics, features=h, embeddings=pair)
 
-  encode = lambda params, batch_stats, images: encoder.apply(
-      {'params': params['encoder'], 'batch_stats': batch_stats['encoder']}, images, train=False)
+  encode = common.encoder_encode_fn(encoder)
 
   if prior is None:
     return Method(name='dim', views=views, features_dim=encoder.features_dim, init=init,
