@@ -11,7 +11,8 @@ Variants (`amdim.py:<variant>`):
   cifar10        TFDS cifar10, ResNet-18 (CIFAR stem); its 4x4 and 8x8 stages
 
 Any field can be overridden: --config.amdim.local_blocks=(-1,) (one local scale),
---config.amdim.score_clip=None --config.amdim.score_penalty=0 (no score regularisation).
+--config.amdim.score_clip=None --config.amdim.score_penalty=0 (no score regularisation),
+--config.amdim.local_queries=all (every position of the local map queries, P times the cost).
 
 Views: the data preset's two augmented views (random resized crop, flip, colour jitter: AMDIM's
 augmentation). Optimiser: Adam (the paper's), a peak of 1e-3 (2e-4 in the paper) for short runs.
@@ -30,6 +31,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
       'critic_dim': 128,  # embedding size of every scale's critic network (AMDIM: 2560 on ImageNet)
       'score_clip': 20.0,  # c of the soft clip c * tanh(s / c)
       'score_penalty': 4e-2,  # lambda of the penalty lambda * mean(s^2)
+      'local_queries': 'sampled',  # local->local: one random querying position per image, or 'all'
   })
   dataset = variant or 'digits'
   if dataset not in jssl_config.DATA_PRESETS:
