@@ -47,8 +47,11 @@ def _digits(*, data_dir: str | None, image_size: int | None) -> Dataset:
 
 def _emoji(*, data_dir: str | None, image_size: int | None) -> Dataset:
   from jssl.data.emoji import SIZE, load_emoji  # pylint: disable=g-import-not-at-top
-  _native_size('emoji', SIZE, data_dir, image_size)
-  return load_emoji()
+  _native_size('emoji', image_size or SIZE, data_dir, None)
+  if image_size is not None and not 8 <= image_size <= 128:
+    raise ValueError(f'emoji are rendered at 8 to 128 pixels a side; stored_size={image_size} '
+                     'is outside (default 32).')
+  return load_emoji(image_size or SIZE)
 
 
 def _fashion_mnist(*, data_dir: str | None, image_size: int | None) -> Dataset:

@@ -4,7 +4,7 @@ The emoji and their groups come from Unicode's `emoji-test.txt` (Debian `unicode
 fully-qualified emoji without a skin-tone modifier (the five tones of one person would be
 near-copies across the splits) is drawn by Pillow from `NotoColorEmoji.ttf` (Debian
 `fonts-noto-color-emoji`, its bitmaps at size 109), composited on white and resized to 32x32
-with a Lanczos filter. Labels are the 9 groups: Smileys & Emotion (166), People & Body (363),
+(or `--config.dataset.stored_size`, 8 to 128) with a Lanczos filter. Labels are the 9 groups: Smileys & Emotion (166), People & Body (363),
 Animals & Nature (152), Food & Drink (133), Travel & Places (218), Activities (85), Objects
 (261), Symbols (223), Flags (269). The split is the digits' stratified 70 / 10 / 20 % with a
 fixed seed: 1,309 / 186 / 375. Rendering takes about 2 s and is kept for the process.
@@ -74,9 +74,10 @@ def render(emoji: list[str], font_path: str = FONT, size: int = SIZE) -> np.ndar
   return images
 
 
-@functools.lru_cache(maxsize=1)
-def load_emoji() -> Dataset:
-  """The emoji dataset (see the module docstring).
+@functools.lru_cache(maxsize=2)
+def load_emoji(size: int = SIZE) -> Dataset:
+  """The emoji dataset (see the module docstring), rendered at `size` x `size` (the config's
+  `dataset.stored_size`; the splits do not depend on it).
 
   Raises:
     MissingDatasetError: the font or emoji-test.txt is not installed; the message says how.
@@ -90,7 +91,7 @@ def load_emoji() -> Dataset:
   emoji, groups = read_emoji_list()
   names = tuple(dict.fromkeys(groups))  # the file's group order
   labels = np.asarray([names.index(g) for g in groups], np.int32)
-  images = render(emoji)
+  images = render(emoji, size=size)
   train, validation, test = split_indices(labels, validation_fraction=0.1, test_fraction=0.2,
                                           seed=_SPLIT_SEED)
   part = lambda idx: ArraySource(images[idx], labels[idx])

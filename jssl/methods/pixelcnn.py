@@ -1,16 +1,22 @@
-"""Gated PixelCNN (van den Oord et al., NeurIPS 2016) on dynamically binarized images: the
-exact likelihood of an autoregressive model in raster order, with no blind spot.
+"""Gated PixelCNN (van den Oord et al., NeurIPS 2016): the exact likelihood of an
+autoregressive model in raster order, with no blind spot, on binarized or 8-bit images, grey
+or colour.
 
-Data: the VAE's and MADE's (`common.binarize` in training; the test images binarized once with
-the same seed, `common.binarized_test_batches`), so the three models' `bits_per_dim` are of
-the same binary images. Each pixel is a 2-way softmax (`jssl.losses.discretized_nll` with
-levels = 2); the network is `jssl.models.pixelcnn.GatedPixelCNN` (vertical and horizontal
-stacks, gated layers, a type-A first layer).
+`config.pixelcnn.levels` chooses the data:
+  2    dynamically binarized images, the VAE's and MADE's (`common.binarize` in training; the
+       test images binarized once with the same seed, `common.binarized_test_batches`), so the
+       three models' `bits_per_dim` are of the same binary images;
+  256  the stored 8-bit sub-pixels themselves, each a 256-way softmax (the paper's discrete
+       distribution; its CIFAR-10 numbers are of this kind).
+Each sub-pixel is a softmax over the levels (`jssl.losses.discretized_nll`); the network is
+`jssl.models.pixelcnn.GatedPixelCNN` (vertical and horizontal stacks, gated layers, a type-A
+first layer) with the masks across colour channels when the images have C > 1 channels
+(R, then G given R, then B given R and G). Its input is the level / (levels - 1), in [0, 1].
 
-Evaluation (`evaluate`): `nll` (nats per image) and `bits_per_dim` on the first
-`config.pixelcnn.eval_examples` test images; 64 samples drawn pixel by pixel in raster order
-(`samples_step<N>.png`). Representation: the mean over positions of the last horizontal
-stack, on the grey levels in [0, 1].
+Evaluation (`evaluate`): `nll` (nats per image) and `bits_per_dim` (per sub-pixel: H x W x C
+dimensions) on the first `config.pixelcnn.eval_examples` test images; `num_samples` samples
+drawn sub-pixel by sub-pixel in raster order (`samples_step<N>.png`). Representation: the mean
+over positions of the last horizontal stack, on the stored levels in [0, 1].
 """
 
 from __future__ import annotations
@@ -32,12 +38,19 @@ from jssl.methods.base import TrainInfo
 from jssl.models.pixelcnn import GatedPixelCNN
 
 
+LEVELS = (2, 256)
+
+
 def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, ...]:
   c = config.pixelcnn
   shape = common.stored_image_shape(config, info, 'pixelcnn')
-  if shape[-1] != 1:
-    raise ConfigError(f'pixelcnn models one-channel images; {config.dataset.name!r} has '
-                      f'{shape[-1]} channels (the masks across colour channels are not built).')
+  if c.levels not in LEVELS:
+    raise ConfigError(f'config.pixelcnn.levels={c.levels!r} must be 2 (binarized images) or '
+                      '256 (the 8-bit values).')
+  if isinstance(c.features, int) and c.features % shape[-1]:
+    raise ConfigError(f'config.pixelcnn.features={c.features} must be a multiple of the '
+                      f'{shape[-1]} channels of {config.dataset.name!r} (a group of features '
+                      f'per colour channel), e.g. {shape[-1] * max(1, c.features // shape[-1])}.')
   common.require_positive_ints(config, 'pixelcnn', ('features', 'num_layers', 'eval_examples',
                                                     'num_samples'))
   for field in ('kernel_size', 'first_kernel_size'):
@@ -51,19 +64,25 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   shape = _check(config, info)
   c = config.pixelcnn
   num_dims = int(np.prod(shape))
-  network = GatedPixelCNN(levels=2, features=c.features, num_layers=c.num_layers,
-                          kernel_size=c.kernel_size, first_kernel_size=c.first_kernel_size)
+  levels = c.levels
+  network = GatedPixelCNN(levels=levels, features=c.features, num_layers=c.num_layers,
+                          kernel_size=c.kernel_size, first_kernel_size=c.first_kernel_size,
+                          channels=shape[-1])
 
   def init(rng, example):
     del example
     return {'pixelcnn': network.init(rng, jnp.zeros((2,) + shape))['params']}, {}, {}
 
   def apply(params, x):
-    return network.apply({'params': params['pixelcnn']}, x)
+    """x: levels as float [B, H, W, C] -> (logits [B, H, W, C, levels], features)."""
+    return network.apply({'params': params['pixelcnn']}, x / (levels - 1))
 
   def prepare(rng, batch, constants):
     del constants
-    return common.binarized_inputs(rng, batch)
+    if levels == 2:
+      return common.binarized_inputs(rng, batch)
+    return {'x': batch['image'].astype(jnp.float32), 'label': batch['label'],
+            'index': batch['index']}
 
   def loss(params, batch_stats, extra, inputs, step, rng):
     del step, rng
@@ -76,26 +95,28 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
 
   def represent(params, batch_stats, batch, constants):
     del batch_stats, constants
-    return apply(params, batch['image'].astype(jnp.float32) / 255.0)[1]
+    return network.apply({'params': params['pixelcnn']},
+                         batch['image'].astype(jnp.float32) / 255.0)[1]
 
   def nll_fn(params, batch_stats, x):
     del batch_stats
     return losses.discretized_nll(apply(params, x)[0], x.astype(jnp.int32))
 
   def sample(params, batch_stats, key):
-    """`num_samples` images drawn pixel by pixel in raster order."""
+    """`num_samples` images in [0, 1] drawn sub-pixel by sub-pixel in raster order."""
     del batch_stats
-    height, width = shape[0], shape[1]
-    keys = jax.random.split(key, height * width)
+    height, width, channels = shape
+    keys = jax.random.split(key, height * width * channels)
 
     def draw(i, x):
-      row, col = i // width, i % width
-      logits = apply(params, x)[0][:, row, col, 0]  # [N, 2]
+      row, col, channel = i // (width * channels), i // channels % width, i % channels
+      logits = apply(params, x)[0][:, row, col, channel]  # [N, levels]
       value = jax.random.categorical(keys[i], logits).astype(jnp.float32)
-      return x.at[:, row, col, 0].set(value)
+      return x.at[:, row, col, channel].set(value)
 
-    return jax.lax.fori_loop(0, height * width, draw,
-                             jnp.zeros((c.num_samples,) + shape, jnp.float32))
+    drawn = jax.lax.fori_loop(0, height * width * channels, draw,
+                              jnp.zeros((c.num_samples,) + shape, jnp.float32))
+    return drawn / (levels - 1)
 
   jitted = {}
 
@@ -106,11 +127,12 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
                     sample=evaluation.replicated_jit(sample, context.mesh))
     count = min(len(test), c.eval_examples)
     total = 0.0
-    for start, _, binary in common.binarized_test_batches(test, count,
-                                                          context.config.eval.batch_size):
+    for start, grey, binary in common.binarized_test_batches(test, count,
+                                                             context.config.eval.batch_size):
+      x = binary if levels == 2 else np.round(grey * 255.0)
       nll = np.asarray(jitted['nll'](state.params, state.batch_stats,
-                                     evaluation.global_array(binary, context.mesh)), np.float64)
-      total += float(np.sum(nll[:min(binary.shape[0], count - start)]))
+                                     evaluation.global_array(x, context.mesh)), np.float64)
+      total += float(np.sum(nll[:min(x.shape[0], count - start)]))
     nll = total / count
     results = {'nll': nll, 'bits_per_dim': nll / (num_dims * math.log(2))}
     common.write_samples(context, jitted['sample'], state.params, state.batch_stats,

@@ -23,6 +23,8 @@ def test_emoji_are_colour_images_in_nine_balanced_enough_groups():
   assert counts.tolist() == [166, 363, 152, 133, 218, 85, 261, 223, 269]
   with pytest.raises(ValueError, match='takes no data_dir'):
     data.load_dataset('emoji', data_dir='/tmp')
+  with pytest.raises(ValueError, match='stored_size=200 is outside'):  # 16 is in test_pixelcnn
+    data.load_dataset('emoji', image_size=200)
 
 
 def test_the_list_drops_skin_tones_and_keeps_groups(tmp_path):
