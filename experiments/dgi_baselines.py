@@ -40,12 +40,13 @@ CONFIG = os.path.join(REPO, 'experiments', 'configs', 'dgi.py')
 METRICS = ('linear_top1', 'knn_top1', 'linear_val_top1', 'linear_l2')
 
 
-def raw_feature_probes(dataset, eval_config) -> dict[str, float]:
-  """kNN and the linear probe on the graph's node features, on the probe's splits."""
-  graph = dataset.graph
+def raw_feature_probes(dataset, eval_config, node_features=None) -> dict[str, float]:
+  """kNN and the linear probe on the graph's node features (or on `node_features` [N, D],
+  any embedding of every node), on the probe's splits."""
+  node_features = dataset.graph.node_features if node_features is None else node_features
   splits = {}
   for name, source in probe_splits(dataset).items():
-    features = graph.node_features[source.node_ids]
+    features = np.asarray(node_features[source.node_ids], np.float32)
     splits[name] = (features, source.labels)
   (train_x, train_y), (val_x, val_y), (test_x, test_y) = (
       splits['train'], splits['validation'], splits['test'])

@@ -216,6 +216,49 @@ def apply_data_preset(config: ml_collections.ConfigDict, name: str) -> ml_collec
   return config
 
 
+# Nodes of the graph presets: a graph method's batch is all of them, rounded down to a
+# multiple of 8 devices (it only paces the loop: one step is one pass over the graph).
+GRAPH_NUM_NODES = {'wordnet_nouns': 82115, 'polblogs': 1490, 'football': 115, 'toy': 64}
+
+
+def apply_graph_preset(config: ml_collections.ConfigDict, name: str, *,
+                       peak_learning_rate: float) -> ml_collections.ConfigDict:
+  """Sets the fields shared by the transductive graph methods' configs (DGI, GAE) for graph
+  `name` of `GRAPH_NUM_NODES`: the dataset (256-d features on WordNet, 8-d on the toy graph),
+  plain Adam at `peak_learning_rate` for the whole graph, no warm-up, the batch of every node,
+  a step-0 evaluation (the random-init encoder), the probes' k (1 on football: one training
+  node per conference), logging and checkpoints; the toy graph's small-test settings. Set
+  `num_steps` and method fields after it.
+
+  Returns:
+    `config`, for chaining.
+  """
+  if name not in GRAPH_NUM_NODES:
+    raise ValueError(f'unknown graph preset {name!r}; choose one of {list(GRAPH_NUM_NODES)}.')
+  config.dataset.name = name
+  config.augment.preset = 'small'  # unused (no image views); kept valid
+  config.optimizer.name = 'adamw'
+  config.optimizer.weight_decay = 0.0  # plain Adam, as the graph papers
+  config.optimizer.warmup_steps = 0
+  config.batch_size = GRAPH_NUM_NODES[name] // 8 * 8
+  config.eval.at_start = True  # the step-0 record is the random-init encoder baseline
+  config.eval.batch_size = 1024
+  config.eval.knn_k = {'football': 1, 'toy': 5}.get(name, 20)
+  config.log_every = 10
+  config.checkpoint_every = 100
+  if name == 'wordnet_nouns':
+    config.dataset.feature_dim = 256
+  elif name == 'toy':
+    config.dataset.feature_dim = 8
+    config.eval.batch_size = 64
+    config.eval.linear_steps = 50
+    config.log_every = 1
+    config.checkpoint_every = 10
+  # The loop scales the rate by batch / 256; the papers' rates are for the whole graph.
+  config.optimizer.base_learning_rate = peak_learning_rate * 256 / config.batch_size
+  return config
+
+
 def apply_adam(config: ml_collections.ConfigDict, *, peak_learning_rate: float,
                warmup_steps: int) -> ml_collections.ConfigDict:
   """Adam without weight decay reaching `peak_learning_rate` after `warmup_steps` (cosine

@@ -292,6 +292,77 @@ def undirected_edges(senders: np.ndarray, receivers: np.ndarray,
   return both_senders[order].astype(np.int32), both_receivers[order].astype(np.int32)
 
 
+class LinkSplit(NamedTuple):
+  """Held-out edges for link prediction (`link_split`), as host arrays.
+
+  `train_edge_mask` marks the directed edges of the graph that stay in the training graph
+  (both directions of a held-out edge are False); the other fields are node pairs [K, 2]
+  (smaller id first), the positives held-out edges and the negatives pairs that are not
+  edges of the full graph.
+  """
+
+  train_edge_mask: np.ndarray  # bool [E]
+  val_pos: np.ndarray  # int32 [Kv, 2]
+  val_neg: np.ndarray  # int32 [Kv, 2]
+  test_pos: np.ndarray  # int32 [Kt, 2]
+  test_neg: np.ndarray  # int32 [Kt, 2]
+
+
+def link_split(graph: Graph, *, val_fraction: float = 0.05, test_fraction: float = 0.1,
+               seed: int = 0) -> LinkSplit:
+  """Kipf & Welling's (2016) link-prediction split of an undirected graph, fixed by `seed`.
+
+  Of the U undirected edges, round(val_fraction * U) go to validation and round(test_fraction
+  * U) to test (both directions removed from the training graph); each held-out set gets as
+  many negatives, distinct node pairs {i, j}, i != j, that are not edges of the full graph,
+  none shared between validation and test.
+
+  Raises:
+    ValueError: fractions outside [0, 1) or summing to 1 or more, a directed graph (an edge
+      without its reverse), or too few non-edges for the negatives.
+  """
+  if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and
+          val_fraction + test_fraction < 1):
+    raise ValueError(f'link_split: val_fraction={val_fraction} and test_fraction='
+                     f'{test_fraction} must be in [0, 1) with a sum below 1.')
+  n = graph.num_nodes
+  senders = np.asarray(graph.senders, np.int64)
+  receivers = np.asarray(graph.receivers, np.int64)
+  keys = senders * n + receivers
+  if not np.array_equal(np.sort(keys), np.sort(receivers * n + senders)):
+    raise ValueError('link_split needs an undirected graph (every edge in both directions); '
+                     'build it with jssl.data.graph.undirected_edges.')
+  upper = np.flatnonzero(senders < receivers)  # one direction of each undirected edge
+  rng = np.random.default_rng(seed)
+  order = upper[rng.permutation(upper.size)]
+  num_val = _round_half_up(val_fraction * upper.size)
+  num_test = _round_half_up(test_fraction * upper.size)
+  val_edges, test_edges = order[:num_val], order[num_val:num_val + num_test]
+  held_out = np.concatenate([val_edges, test_edges])
+  held_keys = np.concatenate([keys[held_out], receivers[held_out] * n + senders[held_out]])
+  train_edge_mask = ~np.isin(keys, held_keys)
+  num_pairs = n * (n - 1) // 2
+  if num_pairs - upper.size < num_val + num_test:
+    raise ValueError(f'link_split: the graph has {num_pairs - upper.size} non-edges, fewer '
+                     f'than the {num_val + num_test} negatives needed.')
+  existing = set(keys[upper].tolist())
+  negatives: list[int] = []
+  seen: set[int] = set()
+  while len(negatives) < num_val + num_test:
+    i, j = rng.integers(0, n, size=2)
+    low, high = min(i, j), max(i, j)
+    key = int(low) * n + int(high)
+    if low != high and key not in existing and key not in seen:
+      seen.add(key)
+      negatives.append(key)
+  negatives = np.asarray(negatives, np.int64)
+  pairs = lambda edges: np.stack([senders[edges], receivers[edges]], 1).astype(np.int32)
+  as_pairs = lambda k: np.stack([k // n, k % n], 1).astype(np.int32).reshape(-1, 2)
+  return LinkSplit(train_edge_mask=train_edge_mask, val_pos=pairs(val_edges),
+                   val_neg=as_pairs(negatives[:num_val]), test_pos=pairs(test_edges),
+                   test_neg=as_pairs(negatives[num_val:]))
+
+
 def _round_half_up(x: float) -> int:
   return int(np.floor(x + 0.5))
 

@@ -36,6 +36,7 @@ from jssl.losses.generative import (
     VQResult,
 )
 from jssl.losses.graph import dgi
+from jssl.losses.graph import link_reconstruction
 from jssl.losses.language import mlm_loss
 from jssl.losses.predictive import cpc, dim_local_global
 from jssl.losses.noncontrastive import (
@@ -57,6 +58,7 @@ __all__ = [
     'byol',
     'cpc',
     'dgi',
+    'link_reconstruction',
     'dim_local_global',
     'dino',
     'dino_center_update',

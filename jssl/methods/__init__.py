@@ -14,6 +14,7 @@ from jssl.methods import dgi
 from jssl.methods import dim
 from jssl.methods import dino
 from jssl.methods import flow
+from jssl.methods import gae
 from jssl.methods import gan
 from jssl.methods import instdisc
 from jssl.methods import jigsaw
@@ -58,6 +59,7 @@ METHODS = {
     'dim': dim.create,
     'dino': dino.create,
     'flow': flow.create,
+    'gae': gae.create,
     'gan': gan.create,
     'instdisc': instdisc.create,
     'jigsaw': jigsaw.create,
@@ -89,6 +91,7 @@ MODALITIES = {
     'bert': ('text',),
     'cpc': ('series', 'image'),
     'dgi': ('graph',),
+    'gae': ('graph',),
 }
 
 

@@ -1,5 +1,5 @@
-"""`jssl.losses.dgi` against a naive reference, its gradients, and 8 simulated devices against
-one."""
+"""`jssl.losses.dgi` and `jssl.losses.link_reconstruction` against naive references, their
+gradients, and 8 simulated devices against one."""
 
 import math
 
@@ -59,3 +59,36 @@ def test_eight_devices_equal_one():
   neg = RNG.normal(size=(32,)).astype(np.float32)
   sharding_check.assert_sharded_equals_single(
       losses.dgi, (pos, neg), [(P('data'), P('data')), (P('data'), P()), (P(), P('data'))])
+
+
+def _naive_link_reconstruction(pos, neg):
+  """Loops: -log sigmoid(s) averaged over the edges plus -log(1 - sigmoid(s)) over the
+  non-edges."""
+  sigmoid = lambda x: 1 / (1 + math.exp(-x))
+  edges = sum(-math.log(sigmoid(float(s))) for s in pos) / len(pos)
+  non_edges = sum(-math.log(1 - sigmoid(float(s))) for s in neg) / len(neg)
+  return edges + non_edges
+
+
+def test_link_reconstruction_matches_its_reference_and_weighs_the_two_sets_equally():
+  pos = RNG.normal(size=(7,)).astype(np.float64)
+  neg = RNG.normal(size=(13,)).astype(np.float64)
+  np.testing.assert_allclose(losses.link_reconstruction(pos, neg),
+                             _naive_link_reconstruction(pos, neg), rtol=1e-6)
+  # Repeating the non-edges changes nothing: each set is averaged on its own.
+  np.testing.assert_allclose(losses.link_reconstruction(pos, np.tile(neg, 3)),
+                             losses.link_reconstruction(pos, neg), rtol=1e-6)
+  np.testing.assert_allclose(losses.link_reconstruction(np.zeros(3), np.zeros(9)),
+                             2 * math.log(2.0), rtol=1e-6)
+  assert float(losses.link_reconstruction(np.full(3, 40.0), np.full(3, -40.0))) < 1e-12
+  big = losses.link_reconstruction(jnp.asarray([-1e4]), jnp.asarray([1e4]))
+  np.testing.assert_allclose(big, 2e4, rtol=1e-6)  # stable: no overflow to inf
+  check_grads(losses.link_reconstruction, (pos, neg), order=1, modes=['rev'], atol=1e-2,
+              rtol=1e-2)
+
+
+def test_link_reconstruction_eight_devices_equal_one():
+  pos = RNG.normal(size=(32,)).astype(np.float32)
+  neg = RNG.normal(size=(64,)).astype(np.float32)
+  sharding_check.assert_sharded_equals_single(
+      losses.link_reconstruction, (pos, neg), [(P('data'), P('data')), (P(), P('data'))])

@@ -28,7 +28,7 @@ _SIZE_FIELDS = ('queue_size', 'support_size', 'bank_size')
 
 # Methods whose default config is not the one to shrink, and what shrinks the other families
 # (whose networks are not the image encoder + projector): the variant, then field overrides.
-TINY_VARIANTS = {'gan': 'digits', 'dgi': 'toy'}
+TINY_VARIANTS = {'gan': 'digits', 'dgi': 'toy', 'gae': 'toy'}
 TINY_OVERRIDES = {
     'vae': {'vae.encoder_width': 4, 'vae.decoder_width': 4, 'vae.latent_dim': 4},
     'bert': {'dataset.vocab_size': 8192, 'dataset.max_length': 8, 'model.num_layers': 1,
