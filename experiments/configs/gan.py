@@ -8,7 +8,9 @@ Default (Fashion-MNIST 28x28, Debian package dataset-fashion-mnist):
 Variants (`gan.py:<variant>`):
   fashion_mnist  Fashion-MNIST 28x28 (default)
   digits         scikit-learn's 8x8 digits (embedded; tests and a quick look)
-Any field can be overridden: --config.gan.discriminator_steps=2 --config.gan.latent_dim=100
+Any field can be overridden: --config.gan.discriminator_steps=2 --config.gan.latent_dim=100,
+the stabilisers: --config.gan.loss=hinge --config.gan.spectral_norm=True
+--config.gan.r1_weight=10 --config.gan.discriminator_norm=none --config.gan.generator_ema=0.999
 """
 
 import ml_collections
@@ -37,6 +39,11 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
       'discriminator_width': 64,  # ConvDiscriminator's first width (DCGAN's ndf)
       'discriminator_norm': 'batch',  # 'batch' (DCGAN), 'layer' or 'none'
       'discriminator_steps': 1,  # k discriminator updates per generator update
+      # Stabilisers (jssl/methods/gan.py): the loss kind, R1, spectral norm, a generator EMA.
+      'loss': 'non_saturating',  # 'non_saturating', 'hinge' or 'least_squares'
+      'r1_weight': 0.0,  # gamma: the discriminator's loss gets gamma / 2 * R1 (needs no BatchNorm)
+      'spectral_norm': False,  # every discriminator kernel divided by its top singular value
+      'generator_ema': 0.0,  # decay of an EMA of the generator's weights that samples; 0: off
       'eval_samples': 2000,  # generated (and test) images the Fréchet distance compares
       'classifier_steps': 400,  # Adam steps of the feature classifier (jssl.eval.generation)
   })

@@ -1,8 +1,11 @@
 """Pure loss functions of arrays (see each docstring for shapes and the paper)."""
 
 from jssl.losses.adversarial import (
+    GAN_LOSSES,
+    cycle_consistency,
     gan_discriminator,
     gan_generator,
+    r1_penalty,
 )
 from jssl.losses.blockwise import (
     info_nce_blockwise,
@@ -62,8 +65,11 @@ __all__ = [
     'dim_local_global',
     'dino',
     'dino_center_update',
+    'GAN_LOSSES',
+    'cycle_consistency',
     'gan_discriminator',
     'gan_generator',
+    'r1_penalty',
     'gaussian_kl',
     'gaussian_log_density',
     'info_nce',

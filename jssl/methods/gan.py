@@ -9,6 +9,20 @@ generator one update against the *updated* discriminator with the non-saturating
 `config.gan.generator_optimizer`; DCGAN: learning rate 2e-4, beta1 0.5), both optimizer states
 in the one `TrainState`.
 
+Stabilisers, each a config option (defaults: DCGAN's plain training):
+* `gan.loss`: the kind of `jssl.losses.gan_discriminator` / `gan_generator`:
+  'non_saturating' (the default), 'hinge' or 'least_squares';
+* `gan.r1_weight` gamma: the discriminator's loss gets gamma / 2 * `jssl.losses.r1_penalty`
+  on the real batch (Mescheder et al. 2018); it needs a discriminator without BatchNorm
+  (`gan.discriminator_norm` 'layer' or 'none'), whose gradient would mix examples;
+* `gan.spectral_norm`: every discriminator kernel divided by its largest singular value
+  (Miyato et al. 2018), one power iteration per training call;
+* `gan.discriminator_steps` k: discriminator updates per generator update;
+* `gan.generator_ema` decay: an exponential moving average of the generator's weights, kept in
+  the checkpointed `extra` and updated at every generator update (from the weights the
+  update starts from), samples and `frechet_distance` from it; the BatchNorm statistics are
+  the trained generator's.
+
 Evaluation: a PNG grid of samples (fixed noise, so grids of successive evaluations are
 comparable) and `frechet_distance` between generated and test images in the feature space of a
 classifier trained on the training split (`jssl.eval.generation`; not FID: no Inception
@@ -57,6 +71,18 @@ def _check(config: ml_collections.ConfigDict, info: TrainInfo) -> tuple[int, int
   if c.discriminator_norm not in NORMS:
     raise ConfigError(f'config.gan.discriminator_norm={c.discriminator_norm!r} is unknown; '
                       f'choose one of {NORMS}.')
+  if c.loss not in losses.GAN_LOSSES:
+    raise ConfigError(f'config.gan.loss={c.loss!r} is unknown; choose one of '
+                      f'{list(losses.GAN_LOSSES)}.')
+  if not c.r1_weight >= 0:
+    raise ConfigError(f'config.gan.r1_weight={c.r1_weight!r} must be >= 0 (0: no R1 penalty).')
+  if c.r1_weight > 0 and c.discriminator_norm == 'batch':
+    raise ConfigError('config.gan.r1_weight > 0 needs a discriminator whose outputs are each a '
+                      "function of one example: BatchNorm mixes the batch into the gradient. Set "
+                      "--config.gan.discriminator_norm=none (or 'layer').")
+  if not 0 <= c.generator_ema < 1:
+    raise ConfigError(f'config.gan.generator_ema={c.generator_ema!r} must be in [0, 1) (0: no '
+                      'EMA; e.g. 0.999).')
   return height, channels
 
 
@@ -66,7 +92,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
   c = config.gan
   generator = ConvGenerator(image_size=size, channels=channels, base_width=c.generator_width,
                             output='tanh')
-  discriminator = ConvDiscriminator(base_width=c.discriminator_width, norm=c.discriminator_norm)
+  discriminator = ConvDiscriminator(base_width=c.discriminator_width, norm=c.discriminator_norm,
+                                    spectral_norm=c.spectral_norm)
   features_dim = discriminator.features_dim_for(size)
 
   def init(rng, example):
@@ -77,7 +104,8 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     params = {'generator': g_vars['params'], 'discriminator': d_vars['params']}
     batch_stats = {'generator': g_vars.get('batch_stats', {}),
                    'discriminator': d_vars.get('batch_stats', {})}
-    return params, batch_stats, {}
+    extra = {'generator_ema': g_vars['params']} if c.generator_ema else {}
+    return params, batch_stats, extra
 
   def prepare(rng, batch, constants):
     del rng, constants
@@ -105,9 +133,14 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     fake = jax.lax.stop_gradient(fake)
     real_logits, real_features, d_stats = discriminate(params, batch_stats['discriminator'], real)
     fake_logits, _, d_stats = discriminate(params, d_stats, fake)
-    value = losses.gan_discriminator(real_logits, fake_logits)
+    value = losses.gan_discriminator(real_logits, fake_logits, kind=c.loss)
     metrics = {'d_real': jnp.mean(jax.nn.sigmoid(real_logits)),
                'd_fake': jnp.mean(jax.nn.sigmoid(fake_logits))}
+    if c.r1_weight:  # of the discriminator with this step's spectral-norm estimates
+      disc_fn = lambda x: discriminator.apply(
+          {'params': params['discriminator'], 'batch_stats': d_stats}, x, train=False)[0]
+      metrics['r1'] = losses.r1_penalty(disc_fn, real)
+      value = value + 0.5 * c.r1_weight * metrics['r1']
     return value, LossOutput(batch_stats={'generator': g_stats, 'discriminator': d_stats},
                              extra=extra, metrics=metrics, features=real_features)
 
@@ -115,7 +148,11 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
     del step
     fake, g_stats = generate(params, batch_stats, rng, inputs['real'].shape[0], True)
     fake_logits, _, d_stats = discriminate(params, batch_stats['discriminator'], fake)
-    value = losses.gan_generator(fake_logits)
+    value = losses.gan_generator(fake_logits, kind=c.loss)
+    if c.generator_ema:
+      extra = {**extra, 'generator_ema': jax.tree_util.tree_map(
+          lambda ema, p: c.generator_ema * ema + (1 - c.generator_ema) * jax.lax.stop_gradient(p),
+          extra['generator_ema'], params['generator'])}
     return value, LossOutput(batch_stats={'generator': g_stats, 'discriminator': d_stats},
                              extra=extra, metrics={}, features=None)
 
@@ -134,7 +171,9 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
         images, train=False)
     return features
 
-  def sample(params, batch_stats, key):
+  def sample(params, batch_stats, extra, key):
+    if c.generator_ema:  # the averaged weights, with the trained generator's statistics
+      params = {**params, 'generator': extra['generator_ema']}
     images, _ = generate(params, batch_stats, key, c.eval_samples, False)
     return (images + 1.0) / 2.0  # [0, 1]
 
@@ -150,7 +189,7 @@ def create(config: ml_collections.ConfigDict, info: TrainInfo) -> Method:
       count = min(len(test), c.eval_samples)
       cache['real'] = cache['classifier'].features(test.get_batch(np.arange(count))['image'])
     state = context.state
-    samples = np.asarray(cache['sample'](state.params, state.batch_stats,
+    samples = np.asarray(cache['sample'](state.params, state.batch_stats, state.extra,
                                          jax.random.key(_SAMPLE_SEED)))
     distance = generation.frechet_distance(cache['real'], cache['classifier'].features(samples))
     if context.workdir is not None and jax.process_index() == 0:

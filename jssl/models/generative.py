@@ -152,11 +152,22 @@ class ConvDiscriminator(nn.Module):
     norm: normalisation after every convolution but the first: 'batch' (DCGAN), 'layer'
       (LayerNorm over each example's whole map with a per-channel scale and bias, as WGAN-GP's
       critic, whose gradient penalty must not mix examples) or 'none'.
+    spectral_norm: divide every kernel (the convolutions' and the logit's) by its largest
+      singular value (Miyato et al. 2018), estimated by one power iteration per training
+      call with the vector u kept in `batch_stats` (``flax.linen.SpectralNorm``; `train`
+      updates it). The parameters keep their names; u and the estimate sigma are in
+      `batch_stats` under ``sn_<layer>``.
     dtype: computation dtype; params and outputs are float32.
   """
   base_width: int = 64
   norm: str = 'batch'
+  spectral_norm: bool = False
   dtype: Any = jnp.float32
+
+  def _layer(self, layer: nn.Module, x, train: bool):
+    if not self.spectral_norm:
+      return layer(x)
+    return nn.SpectralNorm(layer, name=f'sn_{layer.name}')(x, update_stats=train)
 
   def features_dim_for(self, height: int, width: int | None = None) -> int:
     """F for ``height x width`` images (square if ``width`` is None), without building params."""
@@ -189,9 +200,9 @@ class ConvDiscriminator(nn.Module):
     x = jnp.asarray(images).astype(self.dtype)
     for i in range(_num_downsamplings(images.shape[1], images.shape[2])):
       normed = i > 0 and self.norm != 'none'
-      x = nn.Conv(self.base_width * 2**i, (4, 4), strides=(2, 2), padding='SAME',
-                  use_bias=not normed, dtype=self.dtype, param_dtype=jnp.float32,
-                  kernel_init=dcgan_normal, name=f'conv_{i}')(x)
+      x = self._layer(nn.Conv(self.base_width * 2**i, (4, 4), strides=(2, 2), padding='SAME',
+                              use_bias=not normed, dtype=self.dtype, param_dtype=jnp.float32,
+                              kernel_init=dcgan_normal, name=f'conv_{i}'), x, train)
       if normed and self.norm == 'batch':
         x = _batch_norm(train, self.dtype, f'bn_{i}')(x)
       elif normed:
@@ -199,8 +210,8 @@ class ConvDiscriminator(nn.Module):
                          dtype=self.dtype, param_dtype=jnp.float32, name=f'ln_{i}')(x)
       x = nn.leaky_relu(x, negative_slope=0.2)
     features = x.reshape(x.shape[0], -1)
-    logits = nn.Dense(1, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=dcgan_normal,
-                      name='logit')(features)
+    logits = self._layer(nn.Dense(1, dtype=self.dtype, param_dtype=jnp.float32,
+                                  kernel_init=dcgan_normal, name='logit'), features, train)
     return logits[:, 0].astype(jnp.float32), features.astype(jnp.float32)
 
 

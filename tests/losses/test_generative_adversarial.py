@@ -163,3 +163,53 @@ def test_eight_devices_equal_one():
   sharding_check.assert_sharded_equals_single(
       lambda l, x: jnp.mean(losses.discretized_nll(l, x)), (levels, pixels),
       [(P('data'), P('data'))], argnums=(0,))
+
+
+def test_hinge_and_least_squares_kinds_match_loops():
+  real = RNG.normal(size=(9,)).astype(np.float64) * 2
+  fake = RNG.normal(size=(7,)).astype(np.float64) * 2
+  hinge_d = (sum(max(0.0, 1 - r) for r in real) / 9 + sum(max(0.0, 1 + f) for f in fake) / 7)
+  np.testing.assert_allclose(losses.gan_discriminator(real, fake, kind='hinge'), hinge_d,
+                             rtol=1e-5)
+  np.testing.assert_allclose(losses.gan_generator(fake, kind='hinge'), -sum(fake) / 7,
+                             rtol=1e-5)
+  squares_d = (sum(0.5 * (r - 1)**2 for r in real) / 9 + sum(0.5 * f**2 for f in fake) / 7)
+  np.testing.assert_allclose(losses.gan_discriminator(real, fake, kind='least_squares'),
+                             squares_d, rtol=1e-5)
+  np.testing.assert_allclose(losses.gan_generator(fake, kind='least_squares'),
+                             sum(0.5 * (f - 1)**2 for f in fake) / 7, rtol=1e-5)
+  for kind in losses.GAN_LOSSES:  # a perfect discriminator costs (nearly) nothing
+    assert float(losses.gan_discriminator(np.full(3, 1.0 if kind == 'least_squares' else 20.0),
+                                          np.full(3, 0.0 if kind == 'least_squares' else -20.0),
+                                          kind=kind)) < 1e-6
+  with pytest.raises(ValueError, match="kind='wasserstein' is unknown"):
+    losses.gan_generator(fake, kind='wasserstein')
+
+
+def test_r1_penalty_is_the_mean_squared_input_gradient_norm():
+  # D(x) = sum_i w_i x_i^2 per example: grad = 2 w x, so the penalty is mean_b sum (2 w x_b)^2.
+  x = RNG.normal(size=(5, 2, 3)).astype(np.float32)
+  w = RNG.normal(size=(2, 3)).astype(np.float32)
+  disc = lambda images: jnp.sum(w * images**2, axis=(1, 2))
+  want = np.mean(np.sum((2 * w * x).reshape(5, -1)**2, axis=1))
+  np.testing.assert_allclose(losses.r1_penalty(disc, x), want, rtol=1e-5)
+  # It is differentiable in the discriminator's parameters (what the loss trains).
+  grad_w = jax.grad(lambda w_: losses.r1_penalty(
+      lambda images: jnp.sum(w_ * images**2, axis=(1, 2)), x))(w)
+  np.testing.assert_allclose(grad_w, np.mean(8 * w * x**2, axis=0), rtol=1e-4)
+  sharding_check.assert_sharded_equals_single(
+      lambda w_, x_: losses.r1_penalty(lambda images: jnp.sum(w_ * images**2, axis=(1, 2)), x_),
+      (w, np.tile(x, (8, 1, 1))), [(P(), P("data"))])
+
+
+def test_cycle_consistency_is_the_mean_absolute_round_trip_error():
+  x = RNG.normal(size=(4, 3, 3, 2)).astype(np.float32)
+  back = RNG.normal(size=(4, 3, 3, 2)).astype(np.float32)
+  np.testing.assert_allclose(losses.cycle_consistency(x, back), np.mean(np.abs(x - back)),
+                             rtol=1e-6)
+  assert float(losses.cycle_consistency(x, x)) == 0.0
+  sharding_check.assert_sharded_equals_single(
+      losses.cycle_consistency, (np.tile(x, (2, 1, 1, 1)), np.tile(back, (2, 1, 1, 1))),
+      [(P('data'), P('data'))])
+  with pytest.raises(ValueError, match='differ'):
+    losses.cycle_consistency(x, back[:2])

@@ -1,5 +1,6 @@
 """The GAN: its two players in the step, the Fréchet distance against closed forms, the
-evaluation (sample grid, fixed noise), bad configs."""
+evaluation (sample grid, fixed noise), the stabilisers (loss kinds, R1, spectral norm, the
+generator's EMA), bad configs."""
 
 import os
 
@@ -7,9 +8,12 @@ import jax
 import numpy as np
 import pytest
 
+from jssl import losses
 from jssl.config import ConfigError
 from jssl.eval.generation import frechet_distance
+from jssl.models import ConvDiscriminator, ConvGenerator
 from jssl.train.loop import Run
+from jssl.train.step import prepare_inputs
 import tiny
 
 
@@ -75,6 +79,9 @@ def test_two_players_train_and_evaluate(tmp_path):
     ('discriminator_steps', 0, 'at least 1'),
     ('discriminator_norm', 'spectral', 'unknown'),
     ('latent_dim', 0, 'positive'),
+    ('loss', 'wasserstein', "loss='wasserstein' is unknown"),
+    ('r1_weight', 10.0, 'needs a discriminator whose outputs are each a function of one'),
+    ('generator_ema', 1.0, r'must be in \[0, 1\)'),
 ])
 def test_bad_configs_are_refused(tmp_path, field, value, match):
   with pytest.raises(ConfigError, match=match):
@@ -86,3 +93,77 @@ def test_a_missing_player_optimizer_is_refused(tmp_path):
   del config.gan['generator_optimizer']
   with pytest.raises(ConfigError, match='gan.generator_optimizer is missing'):
     Run(config, str(tmp_path), devices=jax.devices()[:1])
+
+
+def test_stabilisers_hinge_r1_spectral_norm_and_generator_ema(tmp_path):
+  config = _config(loss='hinge', r1_weight=10.0, discriminator_norm='none', spectral_norm=True,
+                   generator_ema=0.5)
+  run = Run(config, str(tmp_path), devices=jax.devices()[:1])
+  state = run.state
+  initial_generator = jax.device_get(state.params['generator'])
+  np.testing.assert_equal(jax.device_get(state.extra['generator_ema']), initial_generator)
+  assert any(name.startswith('sn_') for name in state.batch_stats['discriminator'])
+
+  # The discriminator's loss is the hinge loss plus gamma / 2 times R1 of the real batch,
+  # recomputed here from the networks with the same fakes (the same key).
+  batch = run.device_batch(next(run.iterator))
+  inputs = prepare_inputs(run.method, jax.random.key(3), batch, {})
+  rng = jax.random.key(4)
+  value, out = run.method.players[0].loss(state.params, state.batch_stats, state.extra, inputs,
+                                          0, rng)
+  generator = ConvGenerator(image_size=8, channels=1, base_width=4, output='tanh')
+  discriminator = ConvDiscriminator(base_width=4, norm='none', spectral_norm=True)
+  z = jax.random.normal(rng, (16, 4))
+  fake, _ = generator.apply({'params': state.params['generator'],
+                             'batch_stats': state.batch_stats['generator']}, z, train=True,
+                            mutable=['batch_stats'])
+  variables = {'params': state.params['discriminator'],
+               'batch_stats': state.batch_stats['discriminator']}
+  (real_logits, _), stats = discriminator.apply(variables, inputs['real'], train=True,
+                                                mutable=['batch_stats'])
+  (fake_logits, _), stats = discriminator.apply({**variables, **stats}, fake, train=True,
+                                                mutable=['batch_stats'])
+  disc = lambda x: discriminator.apply({**variables, **stats}, x, train=False)[0]
+  r1 = losses.r1_penalty(disc, inputs['real'])
+  np.testing.assert_allclose(out.metrics['r1'], r1, rtol=1e-5)
+  assert float(r1) > 0
+  want = losses.gan_discriminator(real_logits, fake_logits, kind='hinge') + 5.0 * r1
+  np.testing.assert_allclose(value, want, rtol=1e-5)
+
+  # The generator's EMA: each update averages in the weights the update started from.
+  run.advance(next(run.iterator))
+  after_one = jax.device_get(run.state.params['generator'])
+  for ema, start in zip(  # step 1 started from the initial weights: the EMA is unchanged
+      jax.tree_util.tree_leaves(jax.device_get(run.state.extra['generator_ema'])),
+      jax.tree_util.tree_leaves(initial_generator)):
+    np.testing.assert_allclose(ema, start, rtol=1e-6)
+  run.advance(next(run.iterator))
+  for ema, start, one in zip(
+      jax.tree_util.tree_leaves(jax.device_get(run.state.extra['generator_ema'])),
+      jax.tree_util.tree_leaves(initial_generator), jax.tree_util.tree_leaves(after_one)):
+    np.testing.assert_allclose(ema, 0.5 * start + 0.5 * one, rtol=1e-5, atol=1e-7)
+  results = run.evaluate()  # samples from the EMA weights
+  assert np.isfinite(results['frechet_distance'])
+  run.iterator.close()
+
+
+def test_spectral_norm_estimates_the_largest_singular_value():
+  network = ConvDiscriminator(base_width=4, norm='none', spectral_norm=True)
+  x = jax.random.normal(jax.random.key(0), (3, 16, 16, 1))
+  variables = network.init(jax.random.key(1), x, train=True)
+  for _ in range(30):  # one power iteration per training call
+    _, stats = network.apply(variables, x, train=True, mutable=['batch_stats'])
+    variables = {**variables, **stats}
+  kernel = np.asarray(variables['params']['conv_1']['kernel'])
+  top = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+  np.testing.assert_allclose(variables['batch_stats']['sn_conv_1']['conv_1/kernel/sigma'], top,
+                             rtol=1e-4)
+  # The layer computes with the kernel divided by that estimate.
+  plain = ConvDiscriminator(base_width=4, norm='none')
+  scaled = jax.tree_util.tree_map(lambda a: a, variables['params'])
+  for name in scaled:
+    sigma = variables['batch_stats'][f'sn_{name}'][f'{name}/kernel/sigma']
+    scaled[name] = {**scaled[name], 'kernel': scaled[name]['kernel'] / sigma}
+  np.testing.assert_allclose(network.apply(variables, x, train=False)[0],
+                             plain.apply({'params': scaled}, x, train=False)[0], rtol=1e-4,
+                             atol=1e-5)
